@@ -1,0 +1,2 @@
+"""Compiled kernels (built from ``kernels/*.pyx`` by setup.py). Use them through
+``edgelm.sampling``, which validates inputs before calling in."""

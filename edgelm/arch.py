@@ -1,0 +1,120 @@
+"""The decoder architecture edgelm supports, and named architecture presets.
+
+One frozen dataclass describes a Llama-family decoder (Llama, SmolLM, MobileLLM,
+Qwen2-style attention bias). Export fills it from the source; everything downstream
+reads it back from the manifest instead of re-deriving it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from typing import Any
+
+from .errors import ManifestError
+
+__all__ = ["Family", "Architecture", "ARCH_PRESETS", "SUPPORTED_MODEL_TYPES"]
+
+
+class Family(str, Enum):
+    LLAMA = "llama"
+    QWEN2 = "qwen2"
+
+
+#: transformers ``model_type`` values edgelm exports, and the family each maps to.
+SUPPORTED_MODEL_TYPES: dict[str, Family] = {
+    "llama": Family.LLAMA,
+    "smollm": Family.LLAMA,
+    "mobilellm": Family.LLAMA,
+    "qwen2": Family.QWEN2,
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Shape of a Llama-family decoder. All sizes are counts, not bytes."""
+
+    family: Family
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_context: int
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    tie_word_embeddings: bool = True
+    attention_bias: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "family", Family(self.family))
+        for name in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
+                     "intermediate_size", "vocab_size", "max_context"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ManifestError(f"architecture field {name} must be a positive integer, got {value!r}")
+        if self.num_heads % self.num_kv_heads:
+            raise ManifestError(
+                f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
+        if self.head_dim % 2:
+            raise ManifestError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
+
+    @property
+    def q_size(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_size(self) -> int:
+        return self.num_kv_heads * self.head_dim
+
+    def parameter_count(self) -> int:
+        """Number of weights, counting a tied embedding once."""
+        h, f = self.hidden_size, self.intermediate_size
+        attn = h * (self.q_size + 2 * self.kv_size) + self.q_size * h
+        if self.attention_bias:
+            attn += self.q_size + 2 * self.kv_size
+        mlp = 3 * h * f
+        per_layer = attn + mlp + 2 * h
+        emb = self.vocab_size * h
+        head = 0 if self.tie_word_embeddings else self.vocab_size * h
+        return self.num_layers * per_layer + emb + head + h
+
+    def kv_cache_bytes(self, context: int, bytes_per_value: int = 4) -> int:
+        """Bytes of a K and V cache for ``context`` tokens (batch 1)."""
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * context * bytes_per_value
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["family"] = self.family.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Architecture:
+        known = {f.name for f in fields(cls)}
+        required = {"family", "num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
+                    "intermediate_size", "vocab_size", "max_context"}
+        missing = sorted(required - d.keys())
+        if missing:
+            raise ManifestError(f"architecture is missing field(s): {', '.join(missing)}")
+        try:
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except ValueError as e:
+            raise ManifestError(f"architecture: {e}") from e
+
+
+def _mobilellm(layers: int, hidden: int, heads: int, kv_heads: int, ffn: int) -> Architecture:
+    # MobileLLM (Liu et al., ICML 2024, arXiv:2402.14905), Table 9: deep-and-thin shapes,
+    # SwiGLU, GQA, embedding sharing, the 32k LLaMA-2 vocabulary, 2k training context.
+    return Architecture(Family.LLAMA, layers, hidden, heads, kv_heads, hidden // heads, ffn,
+                        32000, 2048, rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=True)
+
+
+#: Random-initialised architecture presets, for planning and speed work.
+ARCH_PRESETS: dict[str, Architecture] = {
+    "mobilellm-125m": _mobilellm(30, 576, 9, 3, 1536),
+    "mobilellm-350m": _mobilellm(32, 960, 15, 5, 2560),
+    "mobilellm-600m": _mobilellm(40, 1152, 18, 6, 3072),
+    "mobilellm-1b": _mobilellm(54, 1280, 20, 5, 3584),
+}

@@ -1,0 +1,82 @@
+"""The ``edgelm`` command: one sub-command per user job.
+
+The CLI is thin: each sub-command parses its arguments and calls the Python function
+of the same name. An :class:`~edgelm.errors.EdgeLMError` is printed on one line and
+exits with status 2; so are a missing optional dependency and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import EdgeLMError
+
+__all__ = ["build_parser", "main"]
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import ExportConfig, export, format_summary
+
+    cfg = ExportConfig(quant=args.quant, verify=not args.no_verify, verify_prompts=args.verify_prompts,
+                       force=args.force, accuracy_level=args.accuracy_level, min_agreement=args.min_agreement, progress=not args.quiet and not args.json, threads=args.threads)
+    result = export(args.source, args.output, cfg)
+    if args.json:
+        print(json.dumps({"folder": str(result.folder), "manifest": result.manifest.to_dict()}, indent=2))
+    else:
+        print(format_summary(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgelm", description="Small language models on phones and edge boards.")
+    parser.add_argument("--version", action="version", version=f"edgelm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("export", help="export a model (HF folder, GGUF file, hub id or preset) to a quantized ONNX folder",
+                       description="Export SOURCE to a verified, quantized ONNX model folder. SOURCE is a Hugging Face "
+                       "model folder (safetensors), a GGUF file, a hub id, or a preset: smollm2-135m (the real "
+                       "SmolLM2-135M-Instruct), mobilellm-125m, mobilellm-350m, mobilellm-600m, mobilellm-1b "
+                       "(random weights, for speed and planning).")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output model folder")
+    p.add_argument("--quant", choices=["fp32", "int8", "int4"], default="int4", help="weight format (default int4)")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    p.add_argument("--no-verify", action="store_true", help="skip the check against the PyTorch model")
+    p.add_argument("--verify-prompts", type=int, default=20, metavar="N", help="prompts for verification (default 20)")
+    p.add_argument("--accuracy-level", type=int, choices=[0, 1, 4], default=4,
+                   help="MatMulNBits compute precision: 4 = int8 activations (fast, default), 0/1 = float32")
+    p.add_argument("--min-agreement", type=float, default=None, metavar="F",
+                   help="top-1 agreement the quantized model must reach (default 0.97 int8, 0.95 int4)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for verification")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except EdgeLMError as e:
+        print(f"edgelm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        print(f"edgelm {args.command}: error: missing dependency {e.name!r} "
+              "(export needs: pip install 'edgelm[export]')", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgelm {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

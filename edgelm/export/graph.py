@@ -178,7 +178,7 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
         logits = g.op("Reshape", [logits2d, g.const("const/shape_logits", np.array([-1, 1, arch.vocab_size], np.int64))])[0]
     g.nodes.append(helper.make_node("Identity", [logits], [names["logits"]], name="logits"))
 
-    kv_shape = ["batch", arch.num_kv_heads, "cache_capacity", arch.head_dim]
+    kv_shape: list[str | int] = ["batch", arch.num_kv_heads, "cache_capacity", arch.head_dim]
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
               helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
               helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, [])]

@@ -22,7 +22,7 @@ import numpy as np
 from .. import __version__
 from .._io import NO_SPACE_ERRNOS, atomic_dir, sha256_file, write_json
 from ..arch import Architecture
-from ..errors import EdgeLMError, ExportError, VerificationError
+from ..errors import ExportError, VerificationError
 from ..manifest import FileEntry, Manifest, Quant, QuantizationInfo, Verification, write_manifest
 from ..runtime.session import SessionInfo
 from .graph import build_model, io_names
@@ -138,8 +138,8 @@ def prepare_weights(src: LoadedSource, quant: Quant, progress: bool = False) -> 
         qkv = [linear(p + n, "attention") for n in ("q", "k", "v")]
         gu = [linear(p + n, "mlp") for n in ("gate", "up")]
         if quant is Quant.FP32:
-            out[p + "qkv"] = np.concatenate(qkv)
-            out[p + "gate_up"] = np.concatenate(gu)
+            out[p + "qkv"] = np.concatenate(qkv)  # type: ignore[arg-type]
+            out[p + "gate_up"] = np.concatenate(gu)  # type: ignore[arg-type]
         else:
             out[p + "qkv"] = QuantizedWeight.concat_rows(qkv)  # type: ignore[arg-type]
             out[p + "gate_up"] = QuantizedWeight.concat_rows(gu)  # type: ignore[arg-type]

@@ -330,7 +330,7 @@ def _field(reader: Any, key: str, default: Any = None) -> Any:
         return default
     try:
         return f.contents()
-    except Exception:  # a field the reader cannot decode counts as absent
+    except (ValueError, IndexError, TypeError, UnicodeDecodeError):  # undecodable counts as absent
         return default
 
 
@@ -369,7 +369,7 @@ def _load_gguf(path: Path, say: Callable[[str], None]) -> LoadedSource:
     for t in reader.tensors:
         types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
     info = {"path": str(path.resolve()), "bytes": path.stat().st_size, "tensor_types": types,
-            "name": _field(reader, "general.name")}
+            "gguf_name": _field(reader, "general.name")}
     loaded = LoadedSource("gguf", str(path), arch, model, Path(tmp.name), special, info, _tmp=tmp)
     loaded.gguf_weights = _gguf_carry_over(reader, arch)
     return loaded

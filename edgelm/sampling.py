@@ -1,0 +1,157 @@
+"""Sampling: validated parameters and the compiled kernels behind them.
+
+``process(logits, params, previous_tokens=...)`` returns the processed float32 logits
+(repetition penalty, frequency/presence penalties, temperature, then top-k, top-p and
+min-p; filtered entries are -inf), with transformers' semantics for each step.
+``sample(logits, params, previous_tokens=..., seed=...)`` returns one token id.
+A :class:`Sampler` owns the scratch buffers, so a generation loop allocates nothing per
+token; the two functions build a throw-away one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import SamplingError
+
+__all__ = ["SamplingParams", "Sampler", "process", "sample", "GREEDY"]
+
+_CANDIDATE = np.dtype([("value", np.float32), ("index", np.int32)])
+MAX_VOCAB = 1 << 24
+
+
+def _kernels() -> Any:
+    try:
+        from ._kernels import _sampling
+    except ImportError as e:  # the extension was not built
+        raise SamplingError("the compiled sampling kernels are missing: reinstall edgelm "
+                            "(pip install -e . builds them)") from e
+    return _sampling
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick the next token. ``temperature=0`` is greedy (argmax after penalties).
+
+    top_k=0 and top_p=1 and min_p=0 disable those filters; penalties of 1 (repetition)
+    and 0 (frequency, presence) change nothing. ``seed`` makes draws reproducible.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        def finite(name: str) -> float:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise SamplingError(f"{name} must be a finite number, got {v!r}")
+            return float(v)
+
+        if finite("temperature") < 0:
+            raise SamplingError(f"temperature must be >= 0, got {self.temperature}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)) or self.top_k < 0:
+            raise SamplingError(f"top_k must be an integer >= 0, got {self.top_k!r}")
+        if not 0 < finite("top_p") <= 1:
+            raise SamplingError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= finite("min_p") <= 1:
+            raise SamplingError(f"min_p must be in [0, 1], got {self.min_p}")
+        if finite("repetition_penalty") <= 0:
+            raise SamplingError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        finite("frequency_penalty")
+        finite("presence_penalty")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
+                                      or not 0 <= self.seed < 2**64):
+            raise SamplingError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+GREEDY = SamplingParams(temperature=0.0)
+
+
+class Sampler:
+    """Scratch buffers for one vocabulary size, and the random state of one sequence."""
+
+    def __init__(self, vocab_size: int, params: SamplingParams | None = None) -> None:
+        if not 1 <= vocab_size <= MAX_VOCAB:
+            raise SamplingError(f"vocabulary size must be in [1, {MAX_VOCAB}], got {vocab_size}")
+        self.vocab_size = int(vocab_size)
+        self._k = _kernels()
+        self.params = params or SamplingParams()
+        self._out = np.empty(vocab_size, np.float32)
+        self._counts = np.zeros(vocab_size, np.int32)
+        self._heap = np.empty(vocab_size, np.float32)
+        self._probs = np.empty(vocab_size, np.float64)
+        self._cand = np.empty(vocab_size, _CANDIDATE)
+        self._state = np.zeros(1, np.uint64)
+        self._no_prev = np.empty(0, np.int64)
+        self.reseed(self.params.seed)
+
+    def reseed(self, seed: int | None) -> None:
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy) & (2**64 - 1)
+        self._state[0] = np.uint64(seed)
+
+    def _check(self, logits: np.ndarray, previous_tokens: Any) -> tuple[np.ndarray, np.ndarray]:
+        logits = np.asarray(logits)
+        if logits.ndim != 1 or logits.shape[0] != self.vocab_size:
+            raise SamplingError(f"logits must be a 1-D array of {self.vocab_size} values, got shape {logits.shape}")
+        if logits.dtype != np.float32 or not logits.flags.c_contiguous:
+            logits = np.ascontiguousarray(logits, dtype=np.float32)
+        if previous_tokens is None or len(previous_tokens) == 0:
+            return logits, self._no_prev
+        prev = np.ascontiguousarray(previous_tokens, dtype=np.int64).reshape(-1)
+        if prev.size and (prev.min() < 0 or prev.max() >= self.vocab_size):
+            raise SamplingError(f"previous token ids must be in [0, {self.vocab_size})")
+        return logits, prev
+
+    def process(self, logits: np.ndarray, previous_tokens: Any = None,
+                params: SamplingParams | None = None) -> np.ndarray:
+        """Processed logits in the sampler's own buffer (overwritten by the next call)."""
+        p = params or self.params
+        logits, prev = self._check(logits, previous_tokens)
+        rc = self._k.process_into(logits, self._out, prev, self._counts, self._heap, self._probs, self._cand,
+                                  p.temperature, int(p.top_k), p.top_p, p.min_p, p.repetition_penalty,
+                                  p.frequency_penalty, p.presence_penalty)
+        if rc == -1:
+            raise SamplingError("logits contain NaN")
+        if rc == -2:
+            raise SamplingError("all logits are -inf: nothing to sample")
+        return self._out
+
+    def sample(self, logits: np.ndarray, previous_tokens: Any = None, params: SamplingParams | None = None) -> int:
+        p = params or self.params
+        processed = self.process(logits, previous_tokens, p)
+        return int(self._k.sample_processed(processed, p.greedy, self._state))
+
+
+def process(logits: np.ndarray, params: SamplingParams, previous_tokens: Any = None) -> np.ndarray:
+    """The processed float32 logits (a new array): penalties, temperature, top-k, top-p,
+    min-p; filtered entries are -inf. The numpy/torch equivalent is transformers'
+    processors applied in that order."""
+    logits = np.asarray(logits)
+    return Sampler(int(logits.shape[-1]) if logits.ndim else 0, params).process(logits, previous_tokens).copy()
+
+
+def sample(logits: np.ndarray, params: SamplingParams, previous_tokens: Any = None, seed: int | None = None) -> int:
+    """One token id drawn from the processed logits (argmax when ``temperature == 0``)."""
+    logits = np.asarray(logits)
+    sampler = Sampler(int(logits.shape[-1]) if logits.ndim else 0, params)
+    if seed is not None:
+        sampler.reseed(seed)
+    return sampler.sample(logits, previous_tokens)

@@ -1,0 +1,251 @@
+# cython: language_level=3
+"""Sampling kernels: penalties, temperature, top-k, top-p, min-p and a seeded draw.
+
+The inner functions take pointers and lengths, hold no GIL and allocate nothing: the
+caller (``edgelm.sampling``) validates the inputs and owns every scratch buffer. The
+semantics are transformers' logits processors (RepetitionPenaltyLogitsProcessor,
+TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper, applied
+in that order) and OpenAI's frequency and presence penalties (applied after the
+repetition penalty). Filtered entries become -inf.
+"""
+
+from libc.math cimport INFINITY, exp, isnan, log
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdlib cimport qsort
+
+from _typedefs cimport Candidate, SamplingConfig
+
+# Return codes of the inner functions (the Python wrapper turns them into errors).
+DEF OK = 0
+DEF ERR_NAN = -1
+DEF ERR_ALL_INF = -2
+
+
+cdef inline uint64_t _splitmix64(uint64_t* state) noexcept nogil:
+    # splitmix64 (Steele, Lea, Flood 2014): integer-only, so a seed gives the same
+    # stream on every machine.
+    state[0] += 0x9E3779B97F4A7C15ULL
+    cdef uint64_t z = state[0]
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef inline double _uniform(uint64_t* state) noexcept nogil:
+    # 53 random bits -> [0, 1)
+    return <double>(_splitmix64(state) >> 11) * (1.0 / 9007199254740992.0)
+
+
+cdef int _cmp_desc(const void* a, const void* b) noexcept nogil:
+    # Descending by value; among equal values the higher index first, which is the
+    # order a stable ascending sort (transformers' top-p) removes them in reverse.
+    cdef const Candidate* x = <const Candidate*>a
+    cdef const Candidate* y = <const Candidate*>b
+    if x.value > y.value:
+        return -1
+    if x.value < y.value:
+        return 1
+    return (y.index > x.index) - (y.index < x.index)
+
+
+cdef void _sift_down(float* heap, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    cdef Py_ssize_t c
+    cdef float t
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            return
+        if c + 1 < n and heap[c + 1] < heap[c]:
+            c += 1
+        if heap[i] <= heap[c]:
+            return
+        t = heap[i]
+        heap[i] = heap[c]
+        heap[c] = t
+        i = c
+
+
+cdef float _kth_largest(const float* x, Py_ssize_t n, Py_ssize_t k, float* heap) noexcept nogil:
+    """The k-th largest value (1 <= k <= n) with a size-k min-heap: O(n log k), one pass.
+    The numpy equivalent is ``np.sort(x)[-k]``."""
+    cdef Py_ssize_t i
+    for i in range(k):
+        heap[i] = x[i]
+    for i in range(k // 2 - 1, -1, -1):
+        _sift_down(heap, k, i)
+    for i in range(k, n):
+        if x[i] > heap[0]:
+            heap[0] = x[i]
+            _sift_down(heap, k, 0)
+    return heap[0]
+
+
+cdef float _max(const float* x, Py_ssize_t n) noexcept nogil:
+    cdef float m = -INFINITY
+    cdef Py_ssize_t i
+    for i in range(n):
+        if x[i] > m:
+            m = x[i]
+    return m
+
+
+cdef void _apply_penalties(const float* src, float* out, Py_ssize_t n, const int64_t* prev, Py_ssize_t n_prev,
+                           int32_t* counts, SamplingConfig* cfg) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef int64_t t
+    cdef float s
+    cdef float rp = <float>cfg.repetition_penalty
+    if cfg.repetition_penalty != 1.0:
+        for j in range(n_prev):
+            t = prev[j]
+            s = src[t]
+            # Computed from the unpenalised logit, so a repeated token is penalised once.
+            out[t] = s * rp if s < 0 else s / rp
+    if cfg.frequency_penalty != 0.0 or cfg.presence_penalty != 0.0:
+        for j in range(n_prev):
+            counts[prev[j]] += 1
+        for j in range(n_prev):
+            t = prev[j]
+            if counts[t] > 0:
+                out[t] = <float>(out[t] - counts[t] * cfg.frequency_penalty - cfg.presence_penalty)
+                counts[t] = 0  # scratch goes back to all zeros
+
+
+cdef int _top_p(float* out, Py_ssize_t n, double top_p, double* probs, Candidate* cand) noexcept nogil:
+    cdef float m = _max(out, n)
+    cdef Py_ssize_t i, n_cand, kept
+    cdef double total = 0.0, tail_allowed, mass, thr_gap, thr
+    for i in range(n):
+        probs[i] = exp(<double>out[i] - m)
+        total += probs[i]
+    tail_allowed = (1.0 - top_p) * total
+    # Widen a threshold below the max until the tokens above it hold enough mass: only
+    # those can be kept, and usually they are few, so only they get sorted.
+    thr_gap = 1.0
+    while True:
+        thr = <double>m - thr_gap
+        mass = 0.0
+        for i in range(n):
+            if out[i] >= thr:
+                mass += probs[i]
+        if total - mass <= tail_allowed or thr_gap > 1e30:
+            break
+        thr_gap *= 2.0
+    n_cand = 0
+    for i in range(n):
+        if out[i] >= thr:
+            cand[n_cand].value = out[i]
+            cand[n_cand].index = <int32_t>i
+            n_cand += 1
+    qsort(cand, n_cand, sizeof(Candidate), _cmp_desc)
+    # Keep the fewest top tokens whose complement holds at most 1 - top_p of the mass.
+    mass = 0.0
+    kept = 0
+    while kept < n_cand:
+        mass += probs[cand[kept].index]
+        kept += 1
+        if total - mass <= tail_allowed:
+            break
+    for i in range(n):
+        if out[i] < thr:
+            out[i] = -INFINITY
+    for i in range(kept, n_cand):
+        out[cand[i].index] = -INFINITY
+    return OK
+
+
+cdef int process_logits(const float* src, float* out, Py_ssize_t n, const int64_t* prev, Py_ssize_t n_prev,
+                        int32_t* counts, SamplingConfig* cfg, float* heap, double* probs,
+                        Candidate* cand) noexcept nogil:
+    """Penalties, temperature, top-k, top-p, min-p: ``src`` -> ``out`` (filtered = -inf)."""
+    cdef Py_ssize_t i
+    cdef float thr, m
+    cdef float temp = <float>cfg.temperature
+    cdef double log_min_p
+    for i in range(n):
+        if isnan(src[i]):
+            return ERR_NAN
+        out[i] = src[i]
+    _apply_penalties(src, out, n, prev, n_prev, counts, cfg)
+    if _max(out, n) == -INFINITY:
+        return ERR_ALL_INF
+    if cfg.temperature > 0.0 and cfg.temperature != 1.0:
+        for i in range(n):
+            out[i] = out[i] / temp
+    if 0 < cfg.top_k < n:
+        thr = _kth_largest(out, n, cfg.top_k, heap)
+        for i in range(n):
+            if out[i] < thr:
+                out[i] = -INFINITY
+    if cfg.top_p < 1.0:
+        _top_p(out, n, cfg.top_p, probs, cand)
+    if cfg.min_p > 0.0:
+        m = _max(out, n)
+        log_min_p = log(cfg.min_p)
+        for i in range(n):
+            # p_i / p_max = exp(l_i - l_max); the max itself always stays.
+            if <double>out[i] - m < log_min_p:
+                out[i] = -INFINITY
+    return OK
+
+
+cdef int64_t argmax(const float* x, Py_ssize_t n) noexcept nogil:
+    """First index of the maximum; the numpy equivalent is ``np.argmax(x)``."""
+    cdef Py_ssize_t i, best = 0
+    cdef float m = x[0]
+    for i in range(1, n):
+        if x[i] > m:
+            m = x[i]
+            best = i
+    return best
+
+
+cdef int64_t draw(const float* logits, Py_ssize_t n, uint64_t* state) noexcept nogil:
+    """One index drawn from softmax(logits) by inverse CDF with a splitmix64 uniform."""
+    cdef float m = _max(logits, n)
+    cdef Py_ssize_t i, last = 0
+    cdef double total = 0.0, u, acc = 0.0
+    for i in range(n):
+        if logits[i] > -INFINITY:
+            total += exp(<double>logits[i] - m)
+    u = _uniform(state) * total
+    for i in range(n):
+        if logits[i] > -INFINITY:
+            acc += exp(<double>logits[i] - m)
+            last = i
+            if acc > u:
+                return i
+    return last  # rounding left u at the very top: the last kept token
+
+
+# -- Python face: thin wrappers over contiguous memoryviews; edgelm.sampling validates. --
+
+def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] prev, int32_t[::1] counts,
+                 float[::1] heap, double[::1] probs, Candidate[::1] cand, double temperature, int64_t top_k,
+                 double top_p, double min_p, double repetition_penalty, double frequency_penalty,
+                 double presence_penalty):
+    cdef SamplingConfig cfg
+    cfg.temperature = temperature
+    cfg.top_k = top_k
+    cfg.top_p = top_p
+    cfg.min_p = min_p
+    cfg.repetition_penalty = repetition_penalty
+    cfg.frequency_penalty = frequency_penalty
+    cfg.presence_penalty = presence_penalty
+    cdef int rc
+    cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
+    with nogil:
+        rc = process_logits(&logits[0], &out[0], logits.shape[0], prev_ptr, prev.shape[0], &counts[0], &cfg,
+                            &heap[0], &probs[0], &cand[0])
+    return rc
+
+
+def sample_processed(const float[::1] processed, bint greedy, uint64_t[::1] state):
+    """Index of the next token from already processed logits (argmax when greedy)."""
+    cdef int64_t tok
+    with nogil:
+        if greedy:
+            tok = argmax(&processed[0], processed.shape[0])
+        else:
+            tok = draw(&processed[0], processed.shape[0], &state[0])
+    return tok

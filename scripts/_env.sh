@@ -8,7 +8,8 @@ if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV"
 fi
 stamp="$VENV/.edgelm-installed"
-want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT"/kernels/*.pyx "$ROOT"/kernels/*.pxd 2>/dev/null | sha256sum | cut -c1-16)"
+# Reinstall when the build inputs change (the kernels are compiled at install time).
+want="$(find "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/kernels" -type f \( -name '*.toml' -o -name '*.py' -o -name '*.pyx' -o -name '*.pxd' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "[setup] installing edgelm into $VENV (first run takes a few minutes)" >&2
     "$PY" -m pip install --quiet --upgrade pip

@@ -37,15 +37,16 @@ cdef inline double _uniform(uint64_t* state) noexcept nogil:
 
 
 cdef int _cmp_desc(const void* a, const void* b) noexcept nogil:
-    # Descending by value; among equal values the higher index first, which is the
-    # order a stable ascending sort (transformers' top-p) removes them in reverse.
+    # Descending by value; among equal values the lower index first, so a tie at the
+    # top-p cut keeps the lower ids (transformers' unstable torch.sort keeps arbitrary
+    # ones: the number kept and their values agree, a test).
     cdef const Candidate* x = <const Candidate*>a
     cdef const Candidate* y = <const Candidate*>b
     if x.value > y.value:
         return -1
     if x.value < y.value:
         return 1
-    return (y.index > x.index) - (y.index < x.index)
+    return (x.index > y.index) - (x.index < y.index)
 
 
 cdef void _sift_down(float* heap, Py_ssize_t n, Py_ssize_t i) noexcept nogil:

@@ -12,4 +12,19 @@ Submodules:
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load", "SamplingParams"]
+
+
+def load(folder, threads=None, context=None):  # type: ignore[no-untyped-def]
+    """Load an exported model folder (see :func:`edgelm.runtime.load`)."""
+    from .runtime import load as _load
+
+    return _load(folder, threads=threads, context=context)
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    if name == "SamplingParams":
+        from .sampling import SamplingParams
+
+        return SamplingParams
+    raise AttributeError(name)

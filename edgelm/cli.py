@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .errors import EdgeLMError
@@ -29,6 +30,67 @@ def _cmd_export(args: argparse.Namespace) -> int:
     else:
         print(format_summary(result))
     return 0
+
+
+def _sampling_from(args: argparse.Namespace) -> Any:
+    from .sampling import SamplingParams
+
+    return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                          repetition_penalty=args.repetition_penalty, seed=args.seed)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .runtime import load
+
+    model = load(args.model, threads=args.threads, context=args.context)
+    prompt: Any = args.prompt if args.raw else [{"role": "user", "content": args.prompt}]
+    if args.raw or model.chat_template is None:
+        prompt = args.prompt
+    for piece in model.generate(prompt, max_new_tokens=args.max_new_tokens, sampling=_sampling_from(args),
+                                stop=args.stop or (), stream=True):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from .runtime import load
+
+    model = load(args.model, threads=args.threads, context=args.context)
+    messages: list[dict[str, str]] = []
+    print(f"edgelm chat: {args.model} (context {model.context} tokens; empty line or Ctrl-D to quit)",
+          file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            break
+        if not line.strip():
+            break
+        messages.append({"role": "user", "content": line})
+        reply = []
+        for piece in model.generate(messages, max_new_tokens=args.max_new_tokens, sampling=_sampling_from(args),
+                                    stream=True, truncate=True):
+            reply.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        messages.append({"role": "assistant", "content": "".join(reply)})
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="DIR", help="a model folder made by edgelm export")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--context", type=int, default=None, help="KV cache size in tokens (default 2048)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("generate", help="generate text from a model folder (streams to stdout)")
+    _add_run_options(p)
+    p.add_argument("-p", "--prompt", required=True)
+    p.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    p.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable)")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("chat", help="an interactive chat with a model folder")
+    _add_run_options(p)
+    p.set_defaults(func=_cmd_chat)
     return parser
 
 

@@ -26,7 +26,7 @@ MAX_VOCAB = 1 << 24
 
 def _kernels() -> Any:
     try:
-        from ._kernels import _sampling
+        from ._kernels import _sampling  # type: ignore[attr-defined]
     except ImportError as e:  # the extension was not built
         raise SamplingError("the compiled sampling kernels are missing: reinstall edgelm "
                             "(pip install -e . builds them)") from e
@@ -104,7 +104,7 @@ class Sampler:
 
     def reseed(self, seed: int | None) -> None:
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy) & (2**64 - 1)
+            seed = int(np.random.SeedSequence().entropy) & (2**64 - 1)  # type: ignore[arg-type]
         self._state[0] = np.uint64(seed)
 
     def _check(self, logits: np.ndarray, previous_tokens: Any) -> tuple[np.ndarray, np.ndarray]:

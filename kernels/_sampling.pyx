@@ -9,7 +9,7 @@ in that order) and OpenAI's frequency and presence penalties (applied after the
 repetition penalty). Filtered entries become -inf.
 """
 
-from libc.math cimport INFINITY, exp, isnan, log
+from libc.math cimport INFINITY, exp, expf, isnan, log
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport qsort
 
@@ -114,30 +114,47 @@ cdef void _apply_penalties(const float* src, float* out, Py_ssize_t n, const int
 
 cdef int _top_p(float* out, Py_ssize_t n, double top_p, double* probs, Candidate* cand) noexcept nogil:
     cdef float m = _max(out, n)
-    cdef Py_ssize_t i, n_cand, kept
+    cdef Py_ssize_t i, n_cand, n_finite = 0, kept
     cdef double total = 0.0, tail_allowed, mass, thr_gap, thr
     for i in range(n):
-        probs[i] = exp(<double>out[i] - m)
-        total += probs[i]
+        if out[i] == -INFINITY:
+            probs[i] = 0.0
+        else:
+            probs[i] = expf(out[i] - m)
+            total += probs[i]
+            n_finite += 1
     tail_allowed = (1.0 - top_p) * total
-    # Widen a threshold below the max until the tokens above it hold enough mass: only
-    # those can be kept, and usually they are few, so only they get sorted.
-    thr_gap = 1.0
-    while True:
-        thr = <double>m - thr_gap
-        mass = 0.0
+    if n_finite * 8 <= n:
+        # After top-k few tokens are left: they are the candidates.
+        thr = -INFINITY
+        n_cand = 0
+        for i in range(n):
+            if out[i] > -INFINITY:
+                cand[n_cand].value = out[i]
+                cand[n_cand].index = <int32_t>i
+                n_cand += 1
+    else:
+        # Widen a threshold below the max until the tokens above it hold enough mass:
+        # only those can be kept, and usually they are few, so only they get sorted.
+        thr_gap = 0.5
+        while True:
+            thr = <double>m - thr_gap
+            mass = 0.0
+            for i in range(n):
+                if out[i] >= thr:
+                    mass += probs[i]
+            if total - mass <= tail_allowed or thr_gap > 1e30:
+                break
+            thr_gap *= 1.5
+        n_cand = 0
         for i in range(n):
             if out[i] >= thr:
-                mass += probs[i]
-        if total - mass <= tail_allowed or thr_gap > 1e30:
-            break
-        thr_gap *= 2.0
-    n_cand = 0
-    for i in range(n):
-        if out[i] >= thr:
-            cand[n_cand].value = out[i]
-            cand[n_cand].index = <int32_t>i
-            n_cand += 1
+                cand[n_cand].value = out[i]
+                cand[n_cand].index = <int32_t>i
+                n_cand += 1
+        for i in range(n):
+            if out[i] < thr:
+                out[i] = -INFINITY
     qsort(cand, n_cand, sizeof(Candidate), _cmp_desc)
     # Keep the fewest top tokens whose complement holds at most 1 - top_p of the mass.
     mass = 0.0
@@ -147,9 +164,6 @@ cdef int _top_p(float* out, Py_ssize_t n, double top_p, double* probs, Candidate
         kept += 1
         if total - mass <= tail_allowed:
             break
-    for i in range(n):
-        if out[i] < thr:
-            out[i] = -INFINITY
     for i in range(kept, n_cand):
         out[cand[i].index] = -INFINITY
     return OK
@@ -208,11 +222,11 @@ cdef int64_t draw(const float* logits, Py_ssize_t n, uint64_t* state) noexcept n
     cdef double total = 0.0, u, acc = 0.0
     for i in range(n):
         if logits[i] > -INFINITY:
-            total += exp(<double>logits[i] - m)
+            total += expf(logits[i] - m)
     u = _uniform(state) * total
     for i in range(n):
         if logits[i] > -INFINITY:
-            acc += exp(<double>logits[i] - m)
+            acc += expf(logits[i] - m)
             last = i
             if acc > u:
                 return i

@@ -93,3 +93,12 @@ def test_gguf_carry_over_matches_transformers_weights(smollm2_gguf: Path) -> Non
             np.testing.assert_allclose(src.gguf_weights[name].dequantize(), fw[name], rtol=0, atol=1e-6)
     finally:
         src.close()
+
+
+def test_edgelm_generate_streams_paris(smollm2_int4: ExportResult) -> None:
+    import edgelm
+
+    model = edgelm.load(smollm2_int4.folder, threads=2, context=512)
+    pieces = list(model.generate([{"role": "user", "content": "Which city is the capital of France?"}],
+                                 max_new_tokens=30, stream=True))
+    assert len(pieces) > 3 and "Paris" in "".join(pieces)

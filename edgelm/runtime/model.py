@@ -1,0 +1,138 @@
+"""``edgelm.load(DIR)`` -> :class:`Model`: generation on an exported model folder.
+
+Reads the manifest (never re-derives the architecture), sizes the KV cache by the
+context the caller asks for (default 2,048 tokens, not the model's maximum), and runs
+prefill + decode with the compiled sampler. Only onnxruntime, numpy, tokenizers and the
+kernels are needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import RuntimeLoadError
+from ..manifest import Manifest, read_manifest
+from ..sampling import Sampler, SamplingParams
+from .chat import load_chat_template, render_chat
+from .session import DecoderSession, SessionInfo
+
+__all__ = ["load", "Model", "DEFAULT_CONTEXT"]
+
+DEFAULT_CONTEXT = 2048
+
+
+@dataclass(frozen=True)
+class _Stop:
+    eos_ids: frozenset[int]
+    strings: tuple[str, ...]
+
+
+class Model:
+    def __init__(self, folder: Path, manifest: Manifest, session: DecoderSession, tokenizer: Any) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.session = session
+        self.tokenizer = tokenizer
+        self.chat_template = load_chat_template(folder)
+        self.eos_ids = frozenset(int(t) for t in manifest.generation.get("eos_token_id", []))
+        self.sampler = Sampler(manifest.architecture.vocab_size)
+
+    @property
+    def context(self) -> int:
+        return self.session.context
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        return self.session.kv_cache_bytes
+
+    def encode(self, prompt: str | Sequence[dict[str, Any]]) -> list[int]:
+        text = prompt if isinstance(prompt, str) else render_chat(self.chat_template, list(prompt))
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = 256,
+                 sampling: SamplingParams | None = None, stop: Sequence[str] = (), stream: bool = False,
+                 truncate: bool = False) -> str | Iterator[str]:
+        """Generate a reply. ``prompt`` is a string or chat messages (the folder's chat
+        template is applied). With ``stream=True`` returns an iterator of text pieces."""
+        if max_new_tokens < 0:
+            raise RuntimeLoadError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        ids = self.encode(prompt)
+        if not ids:
+            raise RuntimeLoadError("the prompt is empty")
+        if len(ids) >= self.context:
+            if not truncate:
+                raise RuntimeLoadError(f"the prompt has {len(ids)} tokens but the context is {self.context} "
+                                       "(load with a larger context, or pass truncate=True)")
+            ids = ids[-(self.context - 1):]
+        params = sampling or SamplingParams(temperature=0.0)
+        pieces = self._pieces(ids, max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)))
+        return pieces if stream else "".join(pieces)
+
+    def _pieces(self, ids: list[int], max_new_tokens: int, params: SamplingParams, stop: _Stop) -> Iterator[str]:
+        self.session.reset()
+        self.sampler.params = params
+        self.sampler.reseed(params.seed)
+        history = np.empty(len(ids) + max_new_tokens, np.int64)
+        history[:len(ids)] = ids
+        n_hist = len(ids)
+        logits = self.session.step(ids)
+        out: list[int] = []
+        emitted = 0
+        budget = min(max_new_tokens, self.context - len(ids))
+        for _ in range(budget):
+            tok = self.sampler.sample(logits, history[:n_hist])
+            if tok in stop.eos_ids:
+                break
+            out.append(tok)
+            history[n_hist] = tok
+            n_hist += 1
+            text = self.tokenizer.decode(out)
+            hit = min((text.find(s) for s in stop.strings if s and s in text), default=-1)
+            if hit >= 0:
+                if hit > emitted:
+                    yield text[emitted:hit]
+                return
+            # Hold back an incomplete UTF-8 character and a possible stop-string prefix.
+            safe = len(text)
+            if text.endswith("\ufffd"):
+                safe -= 1
+            for s in stop.strings:
+                for k in range(min(len(s) - 1, safe), 0, -1):
+                    if text[:safe].endswith(s[:k]):
+                        safe -= k
+                        break
+            if safe > emitted:
+                yield text[emitted:safe]
+                emitted = safe
+            if len(out) < budget and self.session.length < self.context:
+                logits = self.session.step([tok])
+            else:
+                break
+        text = self.tokenizer.decode(out)
+        if len(text) > emitted and not any(s and s in text for s in stop.strings):
+            yield text[emitted:]
+
+
+def load(folder: str | Path, threads: int | None = None, context: int | None = None) -> Model:
+    """Load an exported model folder; ``context`` sizes the KV cache (default 2,048)."""
+    from tokenizers import Tokenizer
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    a = manifest.architecture
+    ctx = min(DEFAULT_CONTEXT, a.max_context) if context is None else int(context)
+    model_path = folder / manifest.model_file
+    if not model_path.exists():
+        raise RuntimeLoadError(f"{folder}: {manifest.model_file} is missing")
+    try:
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception as e:  # tokenizers raises a bare Exception for a bad file
+        raise RuntimeLoadError(f"{folder}/tokenizer.json: {e}") from e
+    session = DecoderSession(model_path, SessionInfo(a.num_layers, a.num_kv_heads, a.head_dim, a.vocab_size,
+                                                     a.max_context), context=ctx, threads=threads)
+    return Model(folder, manifest, session, tokenizer)

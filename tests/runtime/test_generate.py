@@ -1,0 +1,90 @@
+"""edgelm.load / Model.generate against transformers' greedy generate, and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import edgelm  # noqa: E402
+from edgelm.cli import main  # noqa: E402
+from edgelm.errors import RuntimeLoadError  # noqa: E402
+from edgelm.export import ExportConfig, export  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_fp32(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rt") / "fp32"
+    export(str(tiny_models["llama-tied"]), out, ExportConfig(quant="fp32", progress=False, verify_prompts=2))
+    return out
+
+
+def test_greedy_generate_equals_transformers(tiny_fp32: Path, tiny_models: dict[str, Path]) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = edgelm.load(tiny_fp32, threads=1, context=128)
+    prompt = "hello edge"
+    ids = model.encode(prompt)
+    ref_model = AutoModelForCausalLM.from_pretrained(tiny_models["llama-tied"], dtype=torch.float32).eval()
+    ref = ref_model.generate(torch.tensor([ids]), max_new_tokens=30, do_sample=False, eos_token_id=None,
+                             pad_token_id=0, attention_mask=torch.ones(1, len(ids), dtype=torch.long))
+    ref_tokens = ref[0, len(ids):].tolist()
+    model_no_eos = edgelm.load(tiny_fp32, threads=1, context=128)
+    model_no_eos.eos_ids = frozenset()
+    text = model_no_eos.generate(prompt, max_new_tokens=30)
+    assert text == model.tokenizer.decode(ref_tokens)
+
+
+def test_stream_pieces_join_to_the_whole(tiny_fp32: Path) -> None:
+    model = edgelm.load(tiny_fp32, threads=1, context=128)
+    params = edgelm.SamplingParams(temperature=0.8, top_k=20, seed=5)
+    whole = model.generate("abc", max_new_tokens=25, sampling=params)
+    pieces = list(model.generate("abc", max_new_tokens=25, sampling=params, stream=True))
+    assert "".join(pieces) == whole
+
+
+def test_kv_cache_sized_by_context(tiny_fp32: Path) -> None:
+    model = edgelm.load(tiny_fp32, threads=1, context=64)
+    a = model.manifest.architecture
+    assert model.kv_cache_bytes == 2 * a.num_layers * a.num_kv_heads * a.head_dim * 64 * 4
+    assert edgelm.load(tiny_fp32, threads=1).context == min(2048, a.max_context)
+
+
+def test_prompt_longer_than_context(tiny_fp32: Path) -> None:
+    model = edgelm.load(tiny_fp32, threads=1, context=16)
+    with pytest.raises(RuntimeLoadError, match="context"):
+        model.generate("x" * 40, max_new_tokens=2)
+    assert isinstance(model.generate("x" * 40, max_new_tokens=2, truncate=True), str)
+
+
+def test_stop_string(tiny_fp32: Path) -> None:
+    model = edgelm.load(tiny_fp32, threads=1, context=128)
+    model.eos_ids = frozenset()
+    full = model.generate("hello", max_new_tokens=30)
+    assume_text = full[5:8]
+    if not assume_text:
+        pytest.fail(f"generated too little text to test stop strings: {full!r}")
+    cut = model.generate("hello", max_new_tokens=30, stop=[assume_text])
+    assert cut == full[:full.find(assume_text)]
+
+
+def test_generate_cli_streams(tiny_fp32: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", str(tiny_fp32), "-p", "hi", "--max-new-tokens", "5", "--threads", "1"]) == 0
+    assert capsys.readouterr().out.endswith("\n")
+
+
+def test_generate_cli_bad_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", str(tmp_path), "-p", "hi"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "edgelm.json" in err[0]
+
+
+def test_sampling_keeps_token_ids_in_range(tiny_fp32: Path) -> None:
+    model = edgelm.load(tiny_fp32, threads=1, context=128)
+    ids = model.encode("abc")
+    assert all(0 <= i < model.manifest.architecture.vocab_size for i in ids)
+    assert np.isfinite(model.session.step(ids)).all()

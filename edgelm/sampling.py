@@ -100,6 +100,7 @@ class Sampler:
         self._cand = np.empty(vocab_size, _CANDIDATE)
         self._state = np.zeros(1, np.uint64)
         self._no_prev = np.empty(0, np.int64)
+        self._n_cand = 0
         self.reseed(self.params.seed)
 
     def reseed(self, seed: int | None) -> None:
@@ -115,10 +116,16 @@ class Sampler:
             logits = np.ascontiguousarray(logits, dtype=np.float32)
         if previous_tokens is None or len(previous_tokens) == 0:
             return logits, self._no_prev
-        prev = np.ascontiguousarray(previous_tokens, dtype=np.int64).reshape(-1)
-        if prev.size and (prev.min() < 0 or prev.max() >= self.vocab_size):
+        # The kernel checks the id range (one pass over the history, no temporaries).
+        return logits, np.ascontiguousarray(previous_tokens, dtype=np.int64).reshape(-1)
+
+    def _raise(self, rc: int) -> None:
+        if rc == -1:
+            raise SamplingError("logits contain NaN")
+        if rc == -2:
+            raise SamplingError("all logits are -inf: nothing to sample")
+        if rc == -3:
             raise SamplingError(f"previous token ids must be in [0, {self.vocab_size})")
-        return logits, prev
 
     def process(self, logits: np.ndarray, previous_tokens: Any = None,
                 params: SamplingParams | None = None) -> np.ndarray:
@@ -128,16 +135,23 @@ class Sampler:
         rc = self._k.process_into(logits, self._out, prev, self._counts, self._heap, self._probs, self._cand,
                                   p.temperature, int(p.top_k), p.top_p, p.min_p, p.repetition_penalty,
                                   p.frequency_penalty, p.presence_penalty)
-        if rc == -1:
-            raise SamplingError("logits contain NaN")
-        if rc == -2:
-            raise SamplingError("all logits are -inf: nothing to sample")
+        if rc < 0:
+            self._raise(rc)
+        self._n_cand = int(rc)
         return self._out
 
     def sample(self, logits: np.ndarray, previous_tokens: Any = None, params: SamplingParams | None = None) -> int:
         p = params or self.params
+        if p.greedy:
+            # Greedy decoding applies no warpers (as transformers): penalties, then argmax.
+            logits, prev = self._check(logits, previous_tokens)
+            tok = self._k.greedy(logits, self._out, prev, self._counts, p.repetition_penalty,
+                                 p.frequency_penalty, p.presence_penalty)
+            if tok < 0:
+                self._raise(tok)
+            return int(tok)
         processed = self.process(logits, previous_tokens, p)
-        return int(self._k.sample_processed(processed, p.greedy, self._state))
+        return int(self._k.sample_processed(processed, self._cand, self._n_cand, p.greedy, self._state))
 
 
 def process(logits: np.ndarray, params: SamplingParams, previous_tokens: Any = None) -> np.ndarray:

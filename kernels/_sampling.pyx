@@ -9,7 +9,7 @@ in that order) and OpenAI's frequency and presence penalties (applied after the
 repetition penalty). Filtered entries become -inf.
 """
 
-from libc.math cimport INFINITY, exp, expf, isnan, log
+from libc.math cimport INFINITY, expf, log
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport qsort
 
@@ -19,6 +19,7 @@ from _typedefs cimport Candidate, SamplingConfig
 DEF OK = 0
 DEF ERR_NAN = -1
 DEF ERR_ALL_INF = -2
+DEF ERR_TOKEN_RANGE = -3
 
 
 cdef inline uint64_t _splitmix64(uint64_t* state) noexcept nogil:
@@ -82,12 +83,56 @@ cdef float _kth_largest(const float* x, Py_ssize_t n, Py_ssize_t k, float* heap)
 
 
 cdef float _max(const float* x, Py_ssize_t n) noexcept nogil:
-    cdef float m = -INFINITY
+    """The numpy equivalent is ``x.max()`` (for NaN-free x). Eight independent
+    accumulators: the compiler cannot vectorize a float max, but the CPU overlaps them."""
+    cdef float m[8]
+    cdef Py_ssize_t i, j
+    cdef Py_ssize_t n8 = n - n % 8
+    for j in range(8):
+        m[j] = -INFINITY
+    for i in range(0, n8, 8):
+        for j in range(8):
+            if x[i + j] > m[j]:
+                m[j] = x[i + j]
+    for i in range(n8, n):
+        if x[i] > m[0]:
+            m[0] = x[i]
+    for j in range(1, 8):
+        if m[j] > m[0]:
+            m[0] = m[j]
+    return m[0]
+
+
+cdef int _copy_checked(const float* src, float* out, Py_ssize_t n) noexcept nogil:
+    """Copy ``src`` to ``out``; non-zero if any value is NaN (one vectorizable pass)."""
     cdef Py_ssize_t i
+    cdef int bad = 0
     for i in range(n):
-        if x[i] > m:
-            m = x[i]
-    return m
+        out[i] = src[i]
+        bad |= src[i] != src[i]
+    return bad
+
+
+cdef float _kth_largest_blocked(const float* x, Py_ssize_t n, Py_ssize_t k, float* heap) noexcept nogil:
+    """Like ``_kth_largest`` but skips whole blocks of 64 whose maximum cannot enter the
+    heap: once the heap holds large values almost every block is skipped."""
+    cdef Py_ssize_t i, b, end
+    if k * 4 > n or n < 256:
+        return _kth_largest(x, n, k, heap)
+    for i in range(k):
+        heap[i] = x[i]
+    for i in range(k // 2 - 1, -1, -1):
+        _sift_down(heap, k, i)
+    b = k
+    while b < n:
+        end = b + 64 if b + 64 < n else n
+        if _max(x + b, end - b) > heap[0]:
+            for i in range(b, end):
+                if x[i] > heap[0]:
+                    heap[0] = x[i]
+                    _sift_down(heap, k, 0)
+        b = end
+    return heap[0]
 
 
 cdef void _apply_penalties(const float* src, float* out, Py_ssize_t n, const int64_t* prev, Py_ssize_t n_prev,
@@ -169,29 +214,84 @@ cdef int _top_p(float* out, Py_ssize_t n, double top_p, double* probs, Candidate
     return OK
 
 
-cdef int process_logits(const float* src, float* out, Py_ssize_t n, const int64_t* prev, Py_ssize_t n_prev,
-                        int32_t* counts, SamplingConfig* cfg, float* heap, double* probs,
-                        Candidate* cand) noexcept nogil:
-    """Penalties, temperature, top-k, top-p, min-p: ``src`` -> ``out`` (filtered = -inf)."""
-    cdef Py_ssize_t i
+cdef Py_ssize_t _top_p_candidates(Candidate* cand, Py_ssize_t n_cand, double top_p, float* out,
+                                  double* probs) noexcept nogil:
+    """top-p over a candidate list (all other tokens already -inf); returns how many stay,
+    sorted first in ``cand``."""
+    cdef Py_ssize_t i, kept
+    cdef double total = 0.0, mass = 0.0, tail_allowed
+    qsort(cand, n_cand, sizeof(Candidate), _cmp_desc)
+    cdef float m = cand[0].value
+    for i in range(n_cand):
+        probs[i] = expf(cand[i].value - m)
+        total += probs[i]
+    tail_allowed = (1.0 - top_p) * total
+    kept = 0
+    while kept < n_cand:
+        mass += probs[kept]
+        kept += 1
+        if total - mass <= tail_allowed:
+            break
+    for i in range(kept, n_cand):
+        out[cand[i].index] = -INFINITY
+    return kept
+
+
+cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const int64_t* prev,
+                               Py_ssize_t n_prev, int32_t* counts, SamplingConfig* cfg, float* heap,
+                               double* probs, Candidate* cand) noexcept nogil:
+    """Penalties, temperature, top-k, top-p, min-p: ``src`` -> ``out`` (filtered = -inf).
+
+    Returns the number of kept tokens listed in ``cand`` when top-k ran (the later
+    filters and the draw then touch only those), 0 when the whole vocabulary stays in
+    play, or a negative error code."""
+    cdef Py_ssize_t i, n_cand = 0, w
     cdef float thr, m
     cdef float temp = <float>cfg.temperature
+    cdef bint scale = cfg.temperature > 0.0 and cfg.temperature != 1.0
     cdef double log_min_p
-    for i in range(n):
-        if isnan(src[i]):
-            return ERR_NAN
-        out[i] = src[i]
+    for i in range(n_prev):
+        if prev[i] < 0 or prev[i] >= n:
+            return ERR_TOKEN_RANGE
+    if _copy_checked(src, out, n):
+        return ERR_NAN
     _apply_penalties(src, out, n, prev, n_prev, counts, cfg)
-    if _max(out, n) == -INFINITY:
+    m = _max(out, n)
+    if m == -INFINITY:
         return ERR_ALL_INF
-    if cfg.temperature > 0.0 and cfg.temperature != 1.0:
+    if 0 < cfg.top_k < n:
+        # Dividing by a positive temperature keeps the order, so top-k can run first and
+        # the division then touches only the k survivors (and their ties).
+        thr = _kth_largest_blocked(out, n, cfg.top_k, heap)
+        for i in range(n):
+            if out[i] >= thr:
+                if scale:
+                    out[i] = out[i] / temp
+                cand[n_cand].value = out[i]
+                cand[n_cand].index = <int32_t>i
+                n_cand += 1
+            else:
+                out[i] = -INFINITY
+        if cfg.top_p < 1.0:
+            n_cand = _top_p_candidates(cand, n_cand, cfg.top_p, out, probs)
+        if cfg.min_p > 0.0:
+            m = cand[0].value
+            for i in range(1, n_cand):
+                if cand[i].value > m:
+                    m = cand[i].value
+            log_min_p = log(cfg.min_p)
+            w = 0
+            for i in range(n_cand):
+                if <double>cand[i].value - m < log_min_p:
+                    out[cand[i].index] = -INFINITY
+                else:
+                    cand[w] = cand[i]
+                    w += 1
+            n_cand = w
+        return n_cand
+    if scale:
         for i in range(n):
             out[i] = out[i] / temp
-    if 0 < cfg.top_k < n:
-        thr = _kth_largest(out, n, cfg.top_k, heap)
-        for i in range(n):
-            if out[i] < thr:
-                out[i] = -INFINITY
     if cfg.top_p < 1.0:
         _top_p(out, n, cfg.top_p, probs, cand)
     if cfg.min_p > 0.0:
@@ -201,7 +301,49 @@ cdef int process_logits(const float* src, float* out, Py_ssize_t n, const int64_
             # p_i / p_max = exp(l_i - l_max); the max itself always stays.
             if <double>out[i] - m < log_min_p:
                 out[i] = -INFINITY
-    return OK
+    return 0
+
+
+cdef int64_t greedy_token(const float* src, float* out, Py_ssize_t n, const int64_t* prev, Py_ssize_t n_prev,
+                          int32_t* counts, SamplingConfig* cfg) noexcept nogil:
+    """argmax after the penalties (no warpers, as transformers' greedy decoding)."""
+    cdef Py_ssize_t i
+    cdef int bad = 0
+    for i in range(n_prev):
+        if prev[i] < 0 or prev[i] >= n:
+            return ERR_TOKEN_RANGE
+    if cfg.repetition_penalty == 1.0 and cfg.frequency_penalty == 0.0 and cfg.presence_penalty == 0.0:
+        for i in range(n):
+            bad |= src[i] != src[i]
+        if bad:
+            return ERR_NAN
+        if _max(src, n) == -INFINITY:
+            return ERR_ALL_INF
+        return argmax(src, n)
+    if _copy_checked(src, out, n):
+        return ERR_NAN
+    _apply_penalties(src, out, n, prev, n_prev, counts, cfg)
+    if _max(out, n) == -INFINITY:
+        return ERR_ALL_INF
+    return argmax(out, n)
+
+
+cdef int64_t draw_candidates(const Candidate* cand, Py_ssize_t n_cand, uint64_t* state) noexcept nogil:
+    """One index drawn from softmax over a candidate list, by inverse CDF."""
+    cdef Py_ssize_t i
+    cdef float m = cand[0].value
+    cdef double total = 0.0, u, acc = 0.0
+    for i in range(1, n_cand):
+        if cand[i].value > m:
+            m = cand[i].value
+    for i in range(n_cand):
+        total += expf(cand[i].value - m)
+    u = _uniform(state) * total
+    for i in range(n_cand):
+        acc += expf(cand[i].value - m)
+        if acc > u:
+            return cand[i].index
+    return cand[n_cand - 1].index
 
 
 cdef int64_t argmax(const float* x, Py_ssize_t n) noexcept nogil:
@@ -239,6 +381,7 @@ def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] pre
                  float[::1] heap, double[::1] probs, Candidate[::1] cand, double temperature, int64_t top_k,
                  double top_p, double min_p, double repetition_penalty, double frequency_penalty,
                  double presence_penalty):
+    """Process into ``out``; returns the kept-candidate count (>= 0) or an error code (< 0)."""
     cdef SamplingConfig cfg
     cfg.temperature = temperature
     cfg.top_k = top_k
@@ -247,7 +390,7 @@ def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] pre
     cfg.repetition_penalty = repetition_penalty
     cfg.frequency_penalty = frequency_penalty
     cfg.presence_penalty = presence_penalty
-    cdef int rc
+    cdef Py_ssize_t rc
     cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
     with nogil:
         rc = process_logits(&logits[0], &out[0], logits.shape[0], prev_ptr, prev.shape[0], &counts[0], &cfg,
@@ -255,12 +398,34 @@ def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] pre
     return rc
 
 
-def sample_processed(const float[::1] processed, bint greedy, uint64_t[::1] state):
-    """Index of the next token from already processed logits (argmax when greedy)."""
+def greedy(const float[::1] logits, float[::1] out, const int64_t[::1] prev, int32_t[::1] counts,
+           double repetition_penalty, double frequency_penalty, double presence_penalty):
+    """Greedy next token (>= 0) or an error code (< 0)."""
+    cdef SamplingConfig cfg
+    cfg.temperature = 0.0
+    cfg.top_k = 0
+    cfg.top_p = 1.0
+    cfg.min_p = 0.0
+    cfg.repetition_penalty = repetition_penalty
+    cfg.frequency_penalty = frequency_penalty
+    cfg.presence_penalty = presence_penalty
+    cdef int64_t tok
+    cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
+    with nogil:
+        tok = greedy_token(&logits[0], &out[0], logits.shape[0], prev_ptr, prev.shape[0], &counts[0], &cfg)
+    return tok
+
+
+def sample_processed(const float[::1] processed, Candidate[::1] cand, Py_ssize_t n_cand, bint greedy,
+                     uint64_t[::1] state):
+    """The next token from processed logits: argmax when greedy, else a draw (from the
+    first ``n_cand`` candidates when top-k listed them, from the whole vocabulary if 0)."""
     cdef int64_t tok
     with nogil:
         if greedy:
             tok = argmax(&processed[0], processed.shape[0])
+        elif n_cand > 0:
+            tok = draw_candidates(&cand[0], n_cand, &state[0])
         else:
             tok = draw(&processed[0], processed.shape[0], &state[0])
     return tok

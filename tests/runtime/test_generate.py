@@ -88,3 +88,14 @@ def test_sampling_keeps_token_ids_in_range(tiny_fp32: Path) -> None:
     ids = model.encode("abc")
     assert all(0 <= i < model.manifest.architecture.vocab_size for i in ids)
     assert np.isfinite(model.session.step(ids)).all()
+
+
+def test_chat_cli_keeps_a_conversation(tiny_fp32: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "edgelm.cli", "chat", str(tiny_fp32), "--max-new-tokens", "4",
+                           "--threads", "1"], input="hello\nand again\n\n", capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("> ") >= 2

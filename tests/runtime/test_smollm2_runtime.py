@@ -1,0 +1,33 @@
+"""Greedy generation on the fp32 export of the real SmolLM2 equals transformers'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+import edgelm  # noqa: E402
+from edgelm.export import ExportConfig, export  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_greedy_tokens_equal_transformers_generate(smollm2_gguf: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "fp32"
+    export("smollm2-135m", out, ExportConfig(quant="fp32", verify=False, progress=False))
+    model = edgelm.load(out, threads=2, context=256)
+    model.eos_ids = frozenset()  # compare a fixed number of tokens
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = model.encode(messages)
+    ref_model = AutoModelForCausalLM.from_pretrained(smollm2_gguf.parent, gguf_file=smollm2_gguf.name,
+                                                     dtype=torch.float32).eval()
+    ref = ref_model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=2)
+    expected = model.tokenizer.decode(ref[0, len(ids):].tolist())
+    assert model.generate(messages, max_new_tokens=24) == expected
+    assert "Paris" in expected

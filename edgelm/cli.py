@@ -80,6 +80,47 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from .profiler.report import compare_shapes, format_report, profile_model
+
+    report = profile_model(args.model, args.device, context=args.context, quant=args.quant,
+                           app_dram_share=args.app_dram_share)
+    if args.json:
+        out: dict[str, Any] = report.to_dict()
+        if args.compare_shapes:
+            out["shapes"] = [r.to_dict() for r in compare_shapes(report.model.arch.parameter_count(), report.device,
+                                                                 report.model.quant.value, args.context)]
+        print(json.dumps(out, indent=2))
+        return 0
+    print(format_report(report))
+    if args.compare_shapes:
+        print("\nsame parameters, other shapes (MobileLLM's comparison):")
+        for r in compare_shapes(report.model.arch.parameter_count(), report.device, report.model.quant.value,
+                                args.context):
+            a = r.model.arch
+            print(f"  {r.model.name:30} ffn {a.intermediate_size:5}  {a.parameter_count() / 1e6:6.1f}M  "
+                  f"{r.energy.decode_tokens_per_s:7.1f} tok/s  {r.energy.joules_per_token * 1000:6.2f} mJ/token  "
+                  f"KV {r.memory.kv_cache_bytes / 1e6:6.1f} MB")
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from .profiler.devices import list_profiles
+
+    profiles = list_profiles()
+    if args.json:
+        print(json.dumps([p.to_dict() for p in profiles], indent=2, default=str))
+        return 0
+    print(f"{'id':20} {'kind':6} {'SoC':28} {'DRAM':>6} {'bandwidth':>10} {'battery':>9}")
+    for p in profiles:
+        bat = f"{p.battery_wh:.1f} Wh" if p.battery_wh else "-"
+        print(f"{p.id:20} {p.kind:6} {p.soc:28} {p.dram_bytes / 1e9:4.0f} GB {p.peak_bandwidth_bps / 1e9:6.1f} GB/s "
+              f"{bat:>9}")
+    if not args.profiles:
+        print("\n(phones over adb: the android bridge is not built yet; these are the device profiles)")
+    return 0
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="DIR", help="a model folder made by edgelm export")
     p.add_argument("--max-new-tokens", type=int, default=256)
@@ -128,6 +169,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("chat", help="an interactive chat with a model folder")
     _add_run_options(p)
     p.set_defaults(func=_cmd_chat)
+
+    p = sub.add_parser("profile", help="estimate DRAM, speed, J/token and battery for a model on a device")
+    p.add_argument("model", metavar="DIR|PRESET", help="a model folder, or a preset (smollm2-135m, mobilellm-350m, ...)")
+    p.add_argument("--device", required=True, help="a profile id (edgelm devices --profiles) or a .toml path")
+    p.add_argument("--context", type=int, default=2048, help="KV cache size in tokens (default 2048)")
+    p.add_argument("--quant", choices=["fp32", "int8", "int4"], default=None, help="for presets (default int4)")
+    p.add_argument("--app-dram-share", type=float, default=0.10, help="share of DRAM the app may use (default 0.1)")
+    p.add_argument("--compare-shapes", action="store_true",
+                   help="also compare deep-and-thin with wide-and-shallow shapes of the same size")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser("devices", help="list device profiles")
+    p.add_argument("--profiles", action="store_true", help="list the device profiles")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_devices)
     return parser
 
 

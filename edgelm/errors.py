@@ -16,6 +16,7 @@ __all__ = [
     "ManifestError",
     "RuntimeLoadError",
     "SamplingError",
+    "ProfileError",
 ]
 
 
@@ -45,3 +46,7 @@ class RuntimeLoadError(EdgeLMError):
 
 class SamplingError(EdgeLMError, ValueError):
     """Invalid sampling parameters or logits (NaN, all -inf)."""
+
+
+class ProfileError(EdgeLMError):
+    """A device profile is missing, malformed, or lacks a source for a number."""

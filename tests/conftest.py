@@ -55,3 +55,15 @@ def smollm2_gguf() -> Path:
     from edgelm.export.sources import smollm2_gguf_path
 
     return smollm2_gguf_path()
+
+
+@pytest.fixture(scope="session")
+def smollm2_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """SmolLM2 exported to int4 (verified) and fp32 (unverified: its parity is tested on
+    its own), shared by the slow tests."""
+    from edgelm.export import ExportConfig, export
+
+    root = tmp_path_factory.mktemp("smollm2")
+    export("smollm2-135m", root / "int4", ExportConfig(quant="int4", progress=False))
+    export("smollm2-135m", root / "fp32", ExportConfig(quant="fp32", verify=False, progress=False))
+    return {"int4": root / "int4", "fp32": root / "fp32"}

@@ -55,7 +55,9 @@ class DecoderSession:
         self.binding = self.session.io_binding()
         for i in range(info.num_layers):
             for kind in ("key", "value"):
-                buf = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32))
+                # np.full touches every page: the cache is committed at load, not at the first
+                # long conversation (an app should fail to start, not run out of memory later).
+                buf = ort.OrtValue.ortvalue_from_numpy(np.full(shape, 0.0, np.float32))
                 self._cache.append(buf)
                 self.binding.bind_ortvalue_input(f"past_key_values.{i}.{kind}", buf)
                 self.binding.bind_ortvalue_output(f"present.{i}.{kind}", buf)

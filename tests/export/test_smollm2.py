@@ -17,9 +17,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smollm2_int4(tmp_path_factory: pytest.TempPathFactory) -> ExportResult:
-    out = tmp_path_factory.mktemp("smollm2") / "int4"
-    return export("smollm2-135m", out, ExportConfig(quant="int4", progress=False))
+def smollm2_int4(smollm2_folders: dict[str, Path]) -> ExportResult:
+    from edgelm.manifest import read_manifest
+
+    folder = smollm2_folders["int4"]
+    return ExportResult(folder, read_manifest(folder), {})
 
 
 def _chat_prompt(folder: Path, question: str) -> str:

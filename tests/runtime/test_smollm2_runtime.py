@@ -9,18 +9,15 @@ import pytest
 pytest.importorskip("torch")
 
 import edgelm  # noqa: E402
-from edgelm.export import ExportConfig, export  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
-def test_greedy_tokens_equal_transformers_generate(smollm2_gguf: Path, tmp_path: Path) -> None:
+def test_greedy_tokens_equal_transformers_generate(smollm2_gguf: Path, smollm2_folders: dict[str, Path]) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    out = tmp_path / "fp32"
-    export("smollm2-135m", out, ExportConfig(quant="fp32", verify=False, progress=False))
-    model = edgelm.load(out, threads=2, context=256)
+    model = edgelm.load(smollm2_folders["fp32"], threads=2, context=256)
     model.eos_ids = frozenset()  # compare a fixed number of tokens
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     ids = model.encode(messages)

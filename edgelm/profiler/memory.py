@@ -1,0 +1,96 @@
+"""Memory model: peak DRAM of the edgelm runtime for a model at a context length.
+
+    peak = runtime + tokenizer + weights x residency(quant) + KV cache(context) + prefill workspace
+
+* KV cache: 2 x layers x KV heads x head dim x context x 4 bytes (float32), exact: the
+  runtime allocates and touches it at load.
+* weights: the manifest's bytes by kind, times a residency factor per quantization:
+  ONNX Runtime keeps an initializer and, for MatMulNBits / MatMul, a prepacked copy of
+  parts of it. The factors were measured on the random-weight preset mobilellm-125m
+  (not on SmolLM2, which the tests then check against): int4 1.744, int8 1.518, fp32 1.191.
+* runtime: CPython 3.11 + numpy + onnxruntime + tokenizers imported, measured 50.9 MB
+  (x86-64 Linux; a native app on a phone needs less: the profile can override it).
+* tokenizer: 2.3 MB + 23.5 x the size of tokenizer.json (intercept from the byte-level
+  tokenizer, slope from SmolLM2's 49k-entry BPE: the only real tokenizer at hand).
+* prefill workspace for a prompt of S tokens: 14.3 MB + 1.886 x S x 4 x (2 hidden + QKV +
+  3 FFN) + heads x S^2 x 4 (one layer's attention probabilities); fitted on
+  mobilellm-125m prompts of 472 and 720 tokens with ONNX Runtime's default arena.
+
+All figures are bytes. ``benchmarks/memory_model.py`` prints estimate and measurement
+side by side; ``tests/profiler/test_memory_measured.py`` holds them within 15%.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..arch import Architecture
+from ..manifest import Quant
+
+__all__ = ["MemoryEstimate", "estimate_memory", "RESIDENCY", "RUNTIME_BYTES", "weights_bytes_for"]
+
+RESIDENCY = {Quant.INT4: 1.744, Quant.INT8: 1.518, Quant.FP32: 1.191}
+RUNTIME_BYTES = 50.9e6
+TOKENIZER_BASE_BYTES = 2.3e6
+TOKENIZER_PER_JSON_BYTE = 23.5
+WORKSPACE_BASE_BYTES = 14.3e6
+WORKSPACE_PER_TOKEN_FACTOR = 1.886
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights_file_bytes: float
+    weights_resident_bytes: float
+    kv_cache_bytes: float
+    workspace_bytes: float
+    runtime_bytes: float
+    tokenizer_bytes: float
+    context: int
+    prompt_tokens: int
+
+    @property
+    def peak_bytes(self) -> float:
+        return (self.weights_resident_bytes + self.kv_cache_bytes + self.workspace_bytes + self.runtime_bytes
+                + self.tokenizer_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["peak_bytes"] = self.peak_bytes
+        return d
+
+
+def weights_bytes_for(arch: Architecture, quant: Quant, block_size: int = 32) -> float:
+    """Bytes of weights an export would write, for models not exported yet (mirrors export's formats)."""
+    h, v = arch.hidden_size, arch.vocab_size
+    linear = arch.parameter_count() - v * h * (1 if arch.tie_word_embeddings else 2) - h * (2 * arch.num_layers + 1)
+    table = v * h * (1 if arch.tie_word_embeddings else 2)
+    rotary = arch.max_context * arch.head_dim * 4
+    norms = h * (2 * arch.num_layers + 1) * 4
+    if quant is Quant.FP32:
+        return 4.0 * (linear + table) + rotary + norms
+    bits = 4 if quant is Quant.INT4 else 8
+    per_block = 4.0 / block_size  # one float32 scale per block
+    lin = linear * (bits / 8 + per_block + (per_block if quant is Quant.INT4 else 0.0))
+    return lin + table * (1 + per_block) + rotary + norms
+
+
+def workspace_bytes(arch: Architecture, prompt_tokens: int) -> float:
+    s = prompt_tokens
+    per_token = 4 * (2 * arch.hidden_size + arch.q_size + 2 * arch.kv_size + 3 * arch.intermediate_size)
+    return WORKSPACE_BASE_BYTES + WORKSPACE_PER_TOKEN_FACTOR * s * per_token + arch.num_heads * s * s * 4
+
+
+def estimate_memory(arch: Architecture, quant: Quant, *, context: int, weights_bytes: float | None = None,
+                    tokenizer_json_bytes: float = 2.0e6, prompt_tokens: int = 128,
+                    runtime_bytes: float = RUNTIME_BYTES) -> MemoryEstimate:
+    quant = Quant(quant)
+    wb = weights_bytes if weights_bytes is not None else weights_bytes_for(arch, quant)
+    return MemoryEstimate(
+        weights_file_bytes=wb,
+        weights_resident_bytes=wb * RESIDENCY[quant],
+        kv_cache_bytes=float(arch.kv_cache_bytes(context)),
+        workspace_bytes=workspace_bytes(arch, min(prompt_tokens, context)),
+        runtime_bytes=runtime_bytes,
+        tokenizer_bytes=TOKENIZER_BASE_BYTES + TOKENIZER_PER_JSON_BYTE * tokenizer_json_bytes,
+        context=context, prompt_tokens=min(prompt_tokens, context))

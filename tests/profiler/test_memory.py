@@ -1,0 +1,62 @@
+"""Memory model: its analytic parts against exports, and a check against measured RSS."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgelm.manifest import Quant, read_manifest
+from edgelm.profiler.memory import estimate_memory, weights_bytes_for
+
+from ..conftest import TINY_VARIANTS
+
+
+@pytest.mark.parametrize("quant", ["fp32", "int8", "int4"])
+@pytest.mark.parametrize("variant", ["llama-tied", "llama-untied"])
+def test_weight_bytes_match_what_export_writes(variant: str, quant: str, tiny_models: dict[str, Path],
+                                               tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from edgelm.export import ExportConfig, export
+
+    out = tmp_path / quant
+    export(str(tiny_models[variant]), out, ExportConfig(quant=quant, verify=False, progress=False))
+    m = read_manifest(out)
+    # Exact but for the graph's few shape constants (under a kilobyte).
+    assert weights_bytes_for(TINY_VARIANTS[variant], Quant(quant)) == pytest.approx(m.weights_bytes["total"], abs=1024)
+
+
+def test_kv_cache_term() -> None:
+    a = TINY_VARIANTS["llama-tied"]
+    e = estimate_memory(a, Quant.INT4, context=100)
+    assert e.kv_cache_bytes == 2 * a.num_layers * a.num_kv_heads * a.head_dim * 100 * 4
+
+
+_MEASURE = r"""
+import sys
+import edgelm
+m = edgelm.load(sys.argv[1], threads=2, context=int(sys.argv[2]))
+prompt = m.encode("Once upon a time, in a village by the sea, " * 20)[:128]
+m.session.step(prompt)
+for _ in range(16):
+    m.session.step([1])
+with open("/proc/self/status") as f:
+    print(next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM")))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quant", ["int4", "fp32"])
+@pytest.mark.parametrize("context", [512, 2048])
+def test_estimate_within_15_percent_of_measured_peak_rss(quant: str, context: int, smollm2_folders: dict[str, Path]
+                                                         ) -> None:
+    folder = smollm2_folders[quant]
+    measured = int(subprocess.run([sys.executable, "-c", _MEASURE, str(folder), str(context)], check=True,
+                                  capture_output=True, text=True).stdout)
+    m = read_manifest(folder)
+    est = estimate_memory(m.architecture, m.quantization.mode, context=context,
+                          weights_bytes=m.weights_bytes["total"],
+                          tokenizer_json_bytes=(folder / "tokenizer.json").stat().st_size, prompt_tokens=128)
+    assert abs(est.peak_bytes - measured) / measured <= 0.15, (est.peak_bytes / 1e6, measured / 1e6)

@@ -121,6 +121,122 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import ResultsStore, bench, format_bench
+
+    store = ResultsStore(args.store)
+    if args.history:
+        records = store.read()
+        if args.json:
+            print(json.dumps(records, indent=2))
+            return 0
+        if not records:
+            print(f"no runs in {store.path}")
+        for r in records:
+            print(f"{r.get('id', '?'):>4}  {r['time_utc']}  {str(r['model']['name'])[:28]:28} {r['model']['quant']:5} "
+                  f"{r['device']['id']:10} {r['ttft_ms']:8.1f} ms  {r['decode_tokens_per_s']:7.1f} tok/s  "
+                  f"{r['peak_rss_bytes'] / 1e6:7.1f} MB  {r['energy']['joules_per_token'] * 1000:7.2f} mJ/token "
+                  f"[{r['energy']['source']}]")
+        return 0
+    if args.compare:
+        a, b = (store.get(int(x)) for x in args.compare)
+        keys = [("ttft_ms", "time to first token (ms)", False), ("decode_tokens_per_s", "decode tokens/s", True),
+                ("peak_rss_bytes", "peak RSS (bytes)", False), ("load_s", "load (s)", False)]
+        rows = [(label, a[k], b[k], b[k] / a[k] if a[k] else float("nan")) for k, label, _ in keys]
+        ea, eb = a["energy"]["joules_per_token"], b["energy"]["joules_per_token"]
+        rows.append(("energy (J/token)", ea, eb, eb / ea if ea else float("nan")))
+        if args.json:
+            print(json.dumps({"a": a, "b": b, "ratios_b_over_a": {r[0]: r[3] for r in rows}}, indent=2))
+            return 0
+        print(f"{'':28} {'run ' + str(a['id']):>14} {'run ' + str(b['id']):>14} {'B / A':>8}")
+        for label, va, vb, ratio in rows:
+            print(f"{label:28} {va:14.4g} {vb:14.4g} {ratio:8.3f}")
+        return 0
+    if args.model is None:
+        raise EdgeLMError("give a model folder, or --history, or --compare A B")
+    if args.device != "local":
+        raise EdgeLMError(f"device {args.device!r}: benchmarking on a phone over adb needs the Android bridge, "
+                          "which is not built yet; use --device local")
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=args.runs + args.warmup, desc="bench", unit="run", disable=args.json, file=sys.stderr,
+               leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    record = bench(args.model, prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, runs=args.runs,
+                   warmup=args.warmup, threads=args.threads, as_profile=args.as_profile, progress=progress)
+    bar.close()
+    if not args.no_store:
+        record = store.append(record)
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(format_bench(record))
+        if not args.no_store:
+            print(f"  stored as run {record['id']} in {store.path}")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .bench import ResultsStore
+    from .plan.planner import format_plan, plan
+
+    model = args.model or args.preset
+    records = ResultsStore(args.store).read() if model else []
+    if args.sweep or args.largest:
+        from pathlib import Path
+
+        from .plan.figures import largest, plot_devices, plot_sweep, sweep
+        from .profiler.devices import get_profile
+
+        dev = get_profile(args.device)
+        results = sweep(dev, args.tokens_per_day, args.context, args.app_dram_share, args.battery_target)
+        out: dict[str, Any] = {}
+        if args.sweep:
+            outdir = Path(args.out)
+            files = plot_sweep(results, dev, outdir / f"battery-vs-params-{dev.id}")
+            files += plot_devices(model, None if model else (args.params or "350M"), args.quant, args.tokens_per_day,
+                                  args.context, args.app_dram_share, outdir / "devices")
+            out["figures"] = [str(f) for f in files]
+            out["sweep"] = {q.value: [r.to_dict() for r in rs] for q, rs in results.items()}
+        if args.largest:
+            best = largest(results)
+            out["largest"] = best.to_dict() if best else None
+        if args.json:
+            print(json.dumps(out, indent=2))
+            return 0
+        if args.sweep:
+            print("hours of battery at 10 tokens/s, and whether the model fits the DRAM budget")
+            print(f"{'params':>8} " + " ".join(f"{q.value + ' h':>10} {'fits':>5}" for q in results))
+            for i in range(len(next(iter(results.values())))):
+                row = [results[q][i] for q in results]
+                print(f"{row[0].report.model.name:>8} " + " ".join(
+                    f"{(r.hours_at_rate(10.0) or 0):10.1f} {'yes' if r.report.fits else 'NO':>5}" for r in row))
+            print("figures: " + ", ".join(out["figures"]))
+        if args.largest:
+            best = out["largest"]
+            if best is None:
+                print(f"no model size fits {dev.id}'s DRAM budget with at most {args.battery_target:g}% battery a day")
+            else:
+                print(f"largest that fits: {best['model']} {best['quant']} "
+                      f"({best['battery_percent_per_day']:.1f}% battery a day, {best['dram_peak_bytes'] / 1e6:.0f} MB)")
+        return 0
+    result = plan(args.device, model=model, params=args.params, quant=args.quant, tokens_per_day=args.tokens_per_day,
+                  context=args.context, app_dram_share=args.app_dram_share,
+                  battery_target_percent=args.battery_target, store_records=records)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_plan(result))
+    return 0
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import quickstart
+
+    quickstart(args.model_dir, args.report_dir, threads=args.threads)
+    return 0
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="DIR", help="a model folder made by edgelm export")
     p.add_argument("--max-new-tokens", type=int, default=256)
@@ -180,6 +296,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compare deep-and-thin with wide-and-shallow shapes of the same size")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser("bench", help="benchmark a model folder: TTFT, tokens/s, peak memory, energy")
+    p.add_argument("model", metavar="DIR", nargs="?")
+    p.add_argument("--device", default="local", help="local (default) or adb:SERIAL")
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--as-profile", default=None, metavar="ID",
+                   help="the device profile this machine is, so plan can use the measurement")
+    p.add_argument("--store", default=None, help="results store (default ~/.cache/edgelm/results.jsonl)")
+    p.add_argument("--no-store", action="store_true", help="do not record the run")
+    p.add_argument("--history", action="store_true", help="list stored runs")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two stored runs side by side")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("plan", help="battery per day, hours and DRAM fit for a usage pattern on a device")
+    p.add_argument("--device", required=True)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--model", metavar="DIR")
+    g.add_argument("--preset", metavar="NAME")
+    g.add_argument("--params", metavar="N", help="a model size, e.g. 350M or 7B")
+    p.add_argument("--quant", choices=["fp32", "int8", "int4"], default=None)
+    p.add_argument("--tokens-per-day", type=float, required=True)
+    p.add_argument("--context", type=int, default=2048)
+    p.add_argument("--app-dram-share", type=float, default=0.10)
+    p.add_argument("--battery-target", type=float, default=10.0, metavar="PERCENT",
+                   help="battery a day the app may use (default 10%%)")
+    p.add_argument("--sweep", action="store_true", help="vary size and quantization; write figures")
+    p.add_argument("--largest", action="store_true", help="the largest model that meets DRAM and battery targets")
+    p.add_argument("--out", default="plan-figures", help="folder for --sweep figures")
+    p.add_argument("--store", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser("quickstart", help="export, chat, bench, profile and plan the default model; write a report")
+    p.add_argument("--model-dir", default="models/smollm2-135m-int4")
+    p.add_argument("--report-dir", default="reports/quickstart")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_cmd_quickstart)
 
     p = sub.add_parser("devices", help="list device profiles")
     p.add_argument("--profiles", action="store_true", help="list the device profiles")

@@ -3,4 +3,4 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 cd "$ROOT"
-edgelm export smollm2-135m -o models/smollm2-135m-int4 --quant int4 --force
+edgelm quickstart

@@ -1,0 +1,211 @@
+"""Energy meters: Linux powercap (RAPL), NVIDIA NVML, a battery fuel gauge.
+
+Each meter reads a counter or samples power while a measured block runs and returns
+joules. Hardware sits behind a root path (``/sys`` by default) so tests run each meter
+on a file tree shaped like the real one. :func:`find_meter` picks the first that works.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Meter", "RaplMeter", "NvmlMeter", "PowerSupplyMeter", "find_meter", "Reading"]
+
+
+@dataclass(frozen=True)
+class Reading:
+    energy_j: float
+    duration_s: float
+    samples: int
+    detail: str = ""
+
+    @property
+    def power_w(self) -> float:
+        return self.energy_j / self.duration_s if self.duration_s > 0 else 0.0
+
+
+class Meter:
+    """Measures energy between :meth:`start` and :meth:`stop`."""
+
+    name = "meter"
+
+    def available(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> Reading:
+        raise NotImplementedError
+
+
+class RaplMeter(Meter):
+    """Intel/AMD RAPL through powercap: ``intel-rapl:N`` package domains and their
+    ``dram`` subdomains, ``energy_uj`` counters that wrap at ``max_energy_range_uj``."""
+
+    name = "rapl"
+
+    def __init__(self, root: Path | str = "/sys/class/powercap") -> None:
+        self.root = Path(root)
+        self._start: dict[Path, int] = {}
+        self._t0 = 0.0
+
+    def domains(self) -> list[Path]:
+        found = []
+        for d in sorted(self.root.glob("intel-rapl:*")):
+            name = (d / "name").read_text().strip() if (d / "name").exists() else ""
+            # Package domains are intel-rapl:N; their dram subdomain intel-rapl:N:M. Core /
+            # uncore subdomains are inside the package figure already.
+            if d.name.count(":") == 1 or name == "dram":
+                if (d / "energy_uj").exists():
+                    found.append(d)
+        return found
+
+    def available(self) -> bool:
+        try:
+            return any(int((d / "energy_uj").read_text()) >= 0 for d in self.domains())
+        except (OSError, ValueError):
+            return False
+
+    def _read(self, d: Path) -> int:
+        return int((d / "energy_uj").read_text())
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._start = {d: self._read(d) for d in self.domains()}
+
+    def stop(self) -> Reading:
+        total_uj = 0
+        names = []
+        for d, e0 in self._start.items():
+            e1 = self._read(d)
+            delta = e1 - e0
+            if delta < 0:  # the counter wrapped
+                delta += int((d / "max_energy_range_uj").read_text())
+            total_uj += delta
+            names.append((d / "name").read_text().strip() if (d / "name").exists() else d.name)
+        return Reading(total_uj / 1e6, time.perf_counter() - self._t0, 2, "+".join(names))
+
+
+class NvmlMeter(Meter):
+    """NVIDIA GPUs' total-energy counter (millijoules) through pynvml, where present."""
+
+    name = "nvml"
+
+    def __init__(self) -> None:
+        self._handles: list[object] = []
+        self._e0: list[int] = []
+        self._t0 = 0.0
+
+    def available(self) -> bool:
+        try:
+            import pynvml  # type: ignore[import-not-found]
+
+            pynvml.nvmlInit()
+            n = pynvml.nvmlDeviceGetCount()
+            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(n)]
+            for h in self._handles:
+                pynvml.nvmlDeviceGetTotalEnergyConsumption(h)
+            return n > 0
+        except Exception:  # noqa: BLE001 - no library, no driver, no GPU: all mean "not available"
+            return False
+
+    def start(self) -> None:
+        import pynvml
+
+        self._t0 = time.perf_counter()
+        self._e0 = [pynvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self._handles]
+
+    def stop(self) -> Reading:
+        import pynvml
+
+        e1 = [pynvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self._handles]
+        return Reading(sum(b - a for a, b in zip(self._e0, e1, strict=True)) / 1e3, time.perf_counter() - self._t0, 2)
+
+
+class PowerSupplyMeter(Meter):
+    """A battery fuel gauge (``/sys/class/power_supply/<name>/current_now`` in uA and
+    ``voltage_now`` in uV), sampled at ``rate_hz`` while discharging and integrated.
+
+    Sign conventions differ: some gauges report discharge as positive current, others
+    negative; the magnitude is used and the convention recorded. Charging makes the
+    reading meaningless, so it is flagged."""
+
+    name = "battery"
+
+    def __init__(self, supply: Path | str | None = None, root: Path | str = "/sys/class/power_supply",
+                 rate_hz: float = 20.0) -> None:
+        self.root = Path(root)
+        self.supply = Path(supply) if supply else None
+        self.rate_hz = rate_hz
+        self._samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.charging = False
+        self.negative_discharge = False
+
+    def _find(self) -> Path | None:
+        if self.supply is not None:
+            return self.supply
+        for d in sorted(self.root.glob("*")):
+            kind = (d / "type").read_text().strip() if (d / "type").exists() else ""
+            if kind == "Battery" and (d / "current_now").exists() and (d / "voltage_now").exists():
+                return d
+        return None
+
+    def available(self) -> bool:
+        d = self._find()
+        if d is None:
+            return False
+        try:
+            self._power_w(d)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def _power_w(self, d: Path) -> float:
+        current_ua = int((d / "current_now").read_text())
+        voltage_uv = int((d / "voltage_now").read_text())
+        if current_ua < 0:
+            self.negative_discharge = True
+        return abs(current_ua) * 1e-6 * voltage_uv * 1e-6
+
+    def _loop(self, d: Path) -> None:
+        period = 1.0 / self.rate_hz
+        while not self._stop.is_set():
+            self._samples.append((time.perf_counter(), self._power_w(d)))
+            self._stop.wait(period)
+
+    def start(self) -> None:
+        d = self._find()
+        if d is None:
+            raise OSError("no battery power supply found")
+        status = (d / "status").read_text().strip() if (d / "status").exists() else ""
+        self.charging = status == "Charging"
+        self._samples = []
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, args=(d,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> Reading:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        s = self._samples
+        if len(s) < 2:
+            return Reading(0.0, 0.0, len(s), "too few samples")
+        energy = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(s, s[1:], strict=False))
+        conv = "negative current = discharge" if self.negative_discharge else "positive current = discharge"
+        detail = f"{len(s)} samples at {self.rate_hz:g} Hz, {conv}" + ("; CHARGING: meaningless" if self.charging else "")
+        return Reading(energy, s[-1][0] - s[0][0], len(s), detail)
+
+
+def find_meter(sys_root: Path | str = "/sys") -> Meter | None:
+    root = Path(sys_root)
+    for meter in (RaplMeter(root / "class/powercap"), NvmlMeter(), PowerSupplyMeter(root=root / "class/power_supply")):
+        if meter.available():
+            return meter
+    return None

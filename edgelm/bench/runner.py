@@ -1,0 +1,175 @@
+"""``edgelm bench``: timed runs of a model folder through the edgelm runtime.
+
+A fixed synthetic prompt of N tokens, M new tokens (greedy unless told), one warm-up and
+R counted runs. Reports time to first token, prefill and decode tokens/s (median, p10,
+p90), load time, peak RSS, the share of decode time spent sampling, and energy: measured
+by a meter where one can be read (idle power measured first and subtracted), otherwise
+estimated from the profiler's model with the measured time per token, and labelled so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import EdgeLMError
+from ..manifest import MANIFEST_NAME, read_manifest
+from ..profiler.devices import get_profile
+from ..sampling import SamplingParams
+from .meters import Meter, find_meter
+
+__all__ = ["bench", "peak_rss_bytes", "DEFAULT_ESTIMATE_DEVICE", "format_bench"]
+
+DEFAULT_ESTIMATE_DEVICE = "workstation-x86"
+IDLE_SECONDS = 1.0
+
+
+def peak_rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _synthetic_prompt(model: Any, n: int) -> list[int]:
+    text = ("The history of the lighthouse begins in the ancient world, when fires were lit on hills to guide "
+            "ships home. ") * 8
+    ids = model.encode(text)
+    while len(ids) < n:
+        ids = ids + ids
+    return ids[:n]
+
+
+def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64, runs: int = 5, warmup: int = 1,
+          threads: int | None = None, sampling: SamplingParams | None = None, meter: Meter | None | str = "auto",
+          estimate_device: str = DEFAULT_ESTIMATE_DEVICE, as_profile: str | None = None,
+          progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Benchmark a model folder on this machine; returns the record ``edgelm bench`` stores."""
+    import edgelm
+
+    if prompt_tokens < 1 or new_tokens < 2 or runs < 1 or warmup < 0:
+        raise EdgeLMError("bench needs prompt_tokens >= 1, new_tokens >= 2, runs >= 1, warmup >= 0")
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    params = sampling or SamplingParams(temperature=0.0)
+    t0 = time.perf_counter()
+    model = edgelm.load(folder, threads=threads, context=prompt_tokens + new_tokens + 1)
+    load_s = time.perf_counter() - t0
+    prompt = _synthetic_prompt(model, prompt_tokens)
+    m = find_meter() if meter == "auto" else meter
+    assert not isinstance(m, str)
+    idle_w = 0.0
+    if m is not None:
+        m.start()
+        time.sleep(IDLE_SECONDS)
+        idle_w = m.stop().power_w
+
+    def one_run() -> dict[str, float]:
+        session, sampler = model.session, model.sampler
+        sampler.params = params
+        sampler.reseed(params.seed if params.seed is not None else 0)
+        history = np.empty(prompt_tokens + new_tokens, np.int64)
+        history[:prompt_tokens] = prompt
+        n = prompt_tokens
+        session.reset()
+        ts = time.perf_counter()
+        logits = session.step(prompt)
+        tok = sampler.sample(logits, history[:n])
+        ttft = time.perf_counter() - ts
+        sample_s = 0.0
+        if m is not None:
+            m.start()
+        td = time.perf_counter()
+        for _ in range(new_tokens - 1):
+            history[n] = tok
+            n += 1
+            logits = session.step([tok])
+            s0 = time.perf_counter()
+            tok = sampler.sample(logits, history[:n])
+            sample_s += time.perf_counter() - s0
+        decode_s = time.perf_counter() - td
+        out = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": sample_s}
+        if m is not None:
+            reading = m.stop()
+            out["energy_j"] = max(0.0, reading.energy_j - idle_w * reading.duration_s)
+        return out
+
+    total = warmup + runs
+    for i in range(warmup):
+        one_run()
+        if progress:
+            progress(i + 1, total)
+    results = []
+    for i in range(runs):
+        results.append(one_run())
+        if progress:
+            progress(warmup + i + 1, total)
+    decode_tps = [(new_tokens - 1) / r["decode_s"] for r in results]
+    s_per_token = statistics.median(r["decode_s"] for r in results) / (new_tokens - 1)
+    if m is not None:
+        j = statistics.median(r["energy_j"] for r in results) / (new_tokens - 1)
+        energy = {"joules_per_token": j, "source": f"measured:{m.name}", "idle_power_w": idle_w}
+    else:
+        from ..profiler.energy import bytes_per_token
+
+        dev = get_profile(estimate_device)
+        nbytes = bytes_per_token(manifest.architecture, manifest.weights_bytes["total"], prompt_tokens + new_tokens // 2)
+        j = dev.active_power_w * s_per_token + nbytes * 8 * dev.dram_energy_pj_per_bit * 1e-12
+        energy = {"joules_per_token": j, "source": "estimated", "estimate_device": dev.id,
+                  "method": "profile active power x measured time per token + DRAM energy of the bytes read"}
+    manifest_sha = hashlib.sha256((folder / MANIFEST_NAME).read_bytes()).hexdigest()
+    ttft_ms = statistics.median(r["ttft_s"] for r in results) * 1e3
+    return {
+        "time_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": {"folder": str(folder.resolve()), "name": manifest.source.get("name"),
+                  "manifest_sha256": manifest_sha, "quant": manifest.quantization.mode.value,
+                  "parameters": manifest.parameter_count},
+        "device": {"id": "local", "profile": as_profile, "machine": platform.machine(),
+                   "system": platform.system(), "node": platform.node()},
+        "settings": {"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "runs": runs, "warmup": warmup,
+                     "threads": threads, "sampling": params.to_dict()},
+        "ttft_ms": ttft_ms,
+        "prefill_tokens_per_s": prompt_tokens / (ttft_ms / 1e3),
+        "decode_tokens_per_s": statistics.median(decode_tps),
+        "decode_tokens_per_s_p10": float(np.percentile(decode_tps, 10)),
+        "decode_tokens_per_s_p90": float(np.percentile(decode_tps, 90)),
+        "load_s": load_s,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "sampling_share": statistics.median(r["sample_s"] / r["decode_s"] for r in results),
+        "energy": energy,
+        "versions": {"edgelm": __version__, "python": sys.version.split()[0],
+                     **{k: v for k, v in manifest.tools.items() if k in ("onnxruntime", "numpy")}},
+    }
+
+
+def format_bench(r: dict[str, Any]) -> str:
+    e = r["energy"]
+    src = e["source"] + (f" ({e['estimate_device']})" if e.get("estimate_device") else "")
+    return "\n".join([
+        f"run {r.get('id', '-')}: {r['model']['name']} ({r['model']['quant']}) on {r['device']['id']} "
+        f"[{r['device']['machine']}], {r['settings']['prompt_tokens']}-token prompt, "
+        f"{r['settings']['new_tokens']} new tokens, {r['settings']['runs']} runs",
+        f"  time to first token   {r['ttft_ms']:9.1f} ms   (prefill {r['prefill_tokens_per_s']:.0f} tokens/s)",
+        f"  decode                {r['decode_tokens_per_s']:9.1f} tokens/s (p10 {r['decode_tokens_per_s_p10']:.1f}, "
+        f"p90 {r['decode_tokens_per_s_p90']:.1f})",
+        f"  load                  {r['load_s']:9.2f} s",
+        f"  peak RSS              {r['peak_rss_bytes'] / 1e6:9.1f} MB",
+        f"  sampling              {r['sampling_share'] * 100:9.2f} % of decode time",
+        f"  energy                {e['joules_per_token'] * 1000:9.2f} mJ/token  [{src}]",
+    ])

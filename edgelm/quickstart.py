@@ -1,0 +1,75 @@
+"""``edgelm quickstart``: the whole product on the default model in one command.
+
+Exports SmolLM2-135M to int4 (or reuses the folder), answers one chat question, benchmarks
+it here, profiles it against three phones, plans a day of use, and writes a report
+folder (``report.md`` with the tables, and the figures).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["quickstart"]
+
+PHONES = ["pixel-8-pro", "iphone-15-pro", "galaxy-a15"]
+QUESTION = "Which city is the capital of France?"
+TOKENS_PER_DAY = 20000
+
+
+def _say(msg: str) -> None:
+    print(f"[quickstart] {msg}", file=sys.stderr, flush=True)
+
+
+def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: Path | str = "reports/quickstart",
+               threads: int | None = None) -> Path:
+    import edgelm
+
+    from ._io import atomic_dir
+    from .bench import ResultsStore, bench, format_bench
+    from .manifest import MANIFEST_NAME, Quant
+    from .plan.figures import plot_devices, plot_sweep, sweep
+    from .plan.planner import format_plan, plan
+    from .profiler.devices import get_profile
+    from .profiler.report import format_report, profile_model
+
+    model_dir, report_dir = Path(model_dir), Path(report_dir)
+    if (model_dir / MANIFEST_NAME).exists():
+        _say(f"reusing {model_dir}")
+    else:
+        from .export import ExportConfig, export, format_summary
+
+        _say(f"exporting smollm2-135m to {model_dir} (about 1-2 minutes)")
+        result = export("smollm2-135m", model_dir, ExportConfig(quant=Quant.INT4, threads=threads))
+        print(format_summary(result))
+    model = edgelm.load(model_dir, threads=threads, context=1024)
+    _say(f"asking: {QUESTION}")
+    answer = model.generate([{"role": "user", "content": QUESTION}], max_new_tokens=48)
+    print(f"\n> {QUESTION}\n{answer}\n")
+    _say("benchmarking here (1 warm-up + 5 runs)")
+    record = ResultsStore().append(bench(model_dir, threads=threads))
+    bench_text = format_bench(record)
+    print(bench_text)
+    profiles = [format_report(profile_model(str(model_dir), p, context=2048)) for p in PHONES]
+    for text in profiles:
+        print("\n" + text)
+    plans = [plan(p, model=str(model_dir), tokens_per_day=TOKENS_PER_DAY) for p in PHONES]
+    with atomic_dir(report_dir, force=True) as tmp:
+        figures = plot_sweep(sweep(get_profile(PHONES[0]), TOKENS_PER_DAY, 2048, 0.1, 10.0), get_profile(PHONES[0]),
+                             tmp / f"battery-vs-params-{PHONES[0]}")
+        figures += plot_devices(str(model_dir), None, None, TOKENS_PER_DAY, 2048, 0.1, tmp / "devices")
+        md = ["# edgelm quickstart report", "",
+              f"Model: `{model_dir}` (SmolLM2-135M-Instruct, int4).", "",
+              "## Chat", "", f"> {QUESTION}", "", answer, "",
+              "## Benchmark on this machine", "", "```", bench_text, "```", "",
+              "## Estimated on phones", ""]
+        md += ["```\n" + t + "\n```\n" for t in profiles]
+        md += [f"## Plan: {TOKENS_PER_DAY:,} tokens a day", ""]
+        md += ["```\n" + format_plan(p) + "\n```\n" for p in plans]
+        md += ["## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figures if f.suffix == ".png"]
+        (tmp / "report.md").write_text("\n".join(md) + "\n")
+        (tmp / "bench.json").write_text(json.dumps(record, indent=2) + "\n")
+    path = report_dir.absolute()
+    print(f"\nreport: {path / 'report.md'}")
+    return path

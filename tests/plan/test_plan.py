@@ -1,0 +1,75 @@
+"""edgelm plan: the numbers, the bad-input errors, the sweep figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgelm.cli import main
+from edgelm.plan.planner import PlanError, parse_params, plan, spec_for_params
+
+
+@pytest.mark.parametrize("text,value", [("350M", 350e6), ("1.5B", 1.5e9), ("7b", 7e9), ("125m", 125e6)])
+def test_parse_params(text: str, value: float) -> None:
+    assert parse_params(text) == value
+
+
+@pytest.mark.parametrize("target", [125e6, 350e6, 1e9, 3e9, 7e9])
+def test_spec_for_params_hits_the_count(target: float) -> None:
+    assert spec_for_params(target, "int4").arch.parameter_count() == pytest.approx(target, rel=0.08)
+
+
+def test_battery_arithmetic() -> None:
+    p = plan("pixel-8-pro", params="350M", quant="int4", tokens_per_day=10000)
+    bj = p.report.device.battery_j
+    assert bj is not None
+    assert p.battery_percent_per_day == pytest.approx(100 * 10000 * p.joules_per_token / bj)
+    assert p.joules_source == "estimated"
+    assert p.limiting_factor == "none"
+
+
+def test_7b_does_not_fit_a_phone_budget() -> None:
+    p = plan("pixel-8-pro", params="7B", quant="int4", tokens_per_day=1000)
+    assert not p.report.fits and p.limiting_factor == "DRAM"
+
+
+def test_battery_is_the_limit_for_heavy_use() -> None:
+    p = plan("pixel-8-pro", params="125M", quant="int4", tokens_per_day=5e6, battery_target_percent=10)
+    assert p.report.fits and p.limiting_factor == "battery"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--device", "nokia-3310", "--params", "350M"], "unknown device"),
+    (["--device", "pixel-8-pro", "--params", "350M", "--tokens-per-day", "-5"], "tokens per day"),
+    (["--device", "pixel-8-pro", "--params", "350M", "--tokens-per-day", "1e12"], "absurd"),
+    (["--device", "pixel-8-pro", "--params", "lots"], "parameter count"),
+    (["--device", "pixel-8-pro", "--model", "/nonexistent"], "not a model folder"),
+])
+def test_bad_input_is_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if "--tokens-per-day" not in argv:
+        argv = [*argv, "--tokens-per-day", "1000"]
+    assert main(["plan", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
+def test_sweep_writes_png_and_svg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--device", "iphone-15-pro", "--tokens-per-day", "20000", "--sweep", "--largest",
+                 "--out", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    files = [Path(f) for f in out["figures"]]
+    assert {f.suffix for f in files} == {".png", ".svg"} and all(f.stat().st_size > 1000 for f in files)
+    assert out["largest"]["fits_dram"] is True
+    sizes = [r["parameters"] for r in out["sweep"]["int4"]]
+    assert sizes == sorted(sizes)
+    # Bigger models cost more battery per token, at every quantization.
+    for rs in out["sweep"].values():
+        hours = [r["hours_at_10_tokens_per_s"] for r in rs]
+        assert hours == sorted(hours, reverse=True)
+
+
+def test_plan_rejects_missing_model_choice() -> None:
+    with pytest.raises(PlanError, match="exactly one"):
+        plan("pixel-8-pro", tokens_per_day=10)

@@ -107,6 +107,25 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 def _cmd_devices(args: argparse.Namespace) -> int:
     from .profiler.devices import list_profiles
 
+    if args.draft_profile:
+        from android_bridge.facts import profile_draft, read_facts
+        from android_bridge.transport import AdbTransport
+
+        print(profile_draft(read_facts(AdbTransport(args.draft_profile), args.draft_profile)), end="")
+        return 0
+    if not args.profiles:
+        from android_bridge.discover import describe_state, discover
+
+        found = discover()
+        if args.json:
+            print(json.dumps([{"serial": d.serial, "state": d.state, "props": d.props} for d in found], indent=2))
+            return 0
+        if not found:
+            print("no Android device connected (plug one in with USB debugging on, then: adb devices)")
+        for d in found:
+            print(f"adb:{d.serial:24} {d.model:24} {describe_state(d.state)}")
+        print("\n(edgelm devices --profiles lists the device profiles for edgelm profile and plan)")
+        return 0
     profiles = list_profiles()
     if args.json:
         print(json.dumps([p.to_dict() for p in profiles], indent=2, default=str))
@@ -116,8 +135,6 @@ def _cmd_devices(args: argparse.Namespace) -> int:
         bat = f"{p.battery_wh:.1f} Wh" if p.battery_wh else "-"
         print(f"{p.id:20} {p.kind:6} {p.soc:28} {p.dram_bytes / 1e9:4.0f} GB {p.peak_bandwidth_bps / 1e9:6.1f} GB/s "
               f"{bat:>9}")
-    if not args.profiles:
-        print("\n(phones over adb: the android bridge is not built yet; these are the device profiles)")
     return 0
 
 
@@ -155,8 +172,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.model is None:
         raise EdgeLMError("give a model folder, or --history, or --compare A B")
     if args.device != "local":
-        raise EdgeLMError(f"device {args.device!r}: benchmarking on a phone over adb needs the Android bridge, "
-                          "which is not built yet; use --device local")
+        if not args.device.startswith("adb:") or len(args.device) <= 4:
+            raise EdgeLMError(f"device {args.device!r}: use local or adb:SERIAL (edgelm devices lists serials)")
+        from android_bridge.remote_bench import remote_bench
+        from android_bridge.transport import AdbTransport
+
+        serial = args.device[4:]
+        record = remote_bench(AdbTransport(serial), serial, args.model, python=args.remote_python,
+                              prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, runs=args.runs,
+                              warmup=args.warmup, threads=args.threads)
+        if not args.no_store:
+            record = store.append(record)
+        print(json.dumps(record, indent=2) if args.json else format_bench(record))
+        if record["energy"].get("warning"):
+            print(f"warning: {record['energy']['warning']}", file=sys.stderr)
+        return 0
     from tqdm.auto import tqdm
 
     bar = tqdm(total=args.runs + args.warmup, desc="bench", unit="run", disable=args.json, file=sys.stderr,
@@ -305,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--remote-python", default="python3", help="python on the phone (Termux: python3)")
     p.add_argument("--as-profile", default=None, metavar="ID",
                    help="the device profile this machine is, so plan can use the measurement")
     p.add_argument("--store", default=None, help="results store (default ~/.cache/edgelm/results.jsonl)")
@@ -339,8 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_cmd_quickstart)
 
-    p = sub.add_parser("devices", help="list device profiles")
+    p = sub.add_parser("devices", help="phones attached over adb, or (--profiles) the device profiles")
     p.add_argument("--profiles", action="store_true", help="list the device profiles")
+    p.add_argument("--draft-profile", metavar="SERIAL", help="print a profile draft from a phone's facts")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_devices)
     return parser
@@ -358,8 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgelm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as e:
-        print(f"edgelm {args.command}: error: missing dependency {e.name!r} "
-              "(export needs: pip install 'edgelm[export]')", file=sys.stderr)
+        hint = "pip install 'edgelm[export]'" if args.command == "export" else "reinstall edgelm"
+        print(f"edgelm {args.command}: error: missing dependency {e.name!r} ({hint})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"edgelm {args.command}: interrupted; nothing was written", file=sys.stderr)

@@ -17,6 +17,7 @@ __all__ = [
     "RuntimeLoadError",
     "SamplingError",
     "ProfileError",
+    "DeviceError",
 ]
 
 
@@ -50,3 +51,7 @@ class SamplingError(EdgeLMError, ValueError):
 
 class ProfileError(EdgeLMError):
     """A device profile is missing, malformed, or lacks a source for a number."""
+
+
+class DeviceError(EdgeLMError):
+    """A phone or board cannot be reached or driven (adb missing, unauthorized, offline)."""

@@ -12,7 +12,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Meter", "RaplMeter", "NvmlMeter", "PowerSupplyMeter", "find_meter", "Reading"]
+__all__ = ["Meter", "RaplMeter", "NvmlMeter", "PowerSupplyMeter", "find_meter", "Reading", "integrate_power"]
+
+
+def integrate_power(samples: list[tuple[float, float]]) -> float:
+    """Joules from (time s, power W) samples, by the trapezoid rule."""
+    return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(samples, samples[1:], strict=False))
 
 
 @dataclass(frozen=True)
@@ -197,7 +202,7 @@ class PowerSupplyMeter(Meter):
         s = self._samples
         if len(s) < 2:
             return Reading(0.0, 0.0, len(s), "too few samples")
-        energy = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(s, s[1:], strict=False))
+        energy = integrate_power(s)
         conv = "negative current = discharge" if self.negative_discharge else "positive current = discharge"
         detail = f"{len(s)} samples at {self.rate_hz:g} Hz, {conv}" + ("; CHARGING: meaningless" if self.charging else "")
         return Reading(energy, s[-1][0] - s[0][0], len(s), detail)

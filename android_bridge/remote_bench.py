@@ -63,7 +63,7 @@ def push_folder(transport: Transport, local: Path, remote: str) -> list[str]:
 def remote_bench(transport: Transport, serial: str, model_dir: Path, *, remote_root: str = "/data/local/tmp/edgelm",
                  python: str = "python3", prompt_tokens: int = 128, new_tokens: int = 64, runs: int = 5,
                  warmup: int = 1, threads: int | None = None, sample_rate_hz: float = 5.0, idle_s: float = 3.0,
-                 extra_args: Sequence[str] = ()) -> dict[str, Any]:
+                 extra_args: Sequence[str] = (), as_profile: str | None = None) -> dict[str, Any]:
     model_dir = Path(model_dir)
     remote = f"{remote_root}/{model_dir.name}"
     pushed = push_folder(transport, model_dir, remote)
@@ -86,7 +86,8 @@ def remote_bench(transport: Transport, serial: str, model_dir: Path, *, remote_r
         raise DeviceError(f"edgelm bench on {serial} printed no JSON result: {out.strip()[-200:]}") from e
     tokens = (runs + warmup) * new_tokens
     net_j = max(0.0, active.energy_j - idle.power_w * active.duration_s)
-    record["device"] = {**record.get("device", {}), "id": f"adb:{serial}", "transport": transport.name}
+    record["device"] = {**record.get("device", {}), "id": f"adb:{serial}", "transport": transport.name,
+                        "profile": as_profile}
     record["energy"] = {
         "joules_per_token": net_j / tokens,
         "source": "measured:battery",

@@ -83,6 +83,24 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 def _cmd_profile(args: argparse.Namespace) -> int:
     from .profiler.report import compare_shapes, format_report, profile_model
 
+    if args.calibrate:
+        from .bench import ResultsStore
+        from .profiler.calibrate import calibrate
+        from .profiler.devices import get_profile
+
+        c = calibrate(get_profile(args.device), ResultsStore(args.store).read())
+        if args.json:
+            print(json.dumps(c.to_dict(), indent=2))
+            return 0
+        print(f"calibrated {c.device.id} on {c.runs} measured run(s):")
+        print(f"  active power        {c.device.active_power_w:7.2f} W  -> {c.calibrated.active_power_w:7.2f} W")
+        print(f"  sustained fraction  {c.device.sustained_fraction:7.2f}    -> {c.calibrated.sustained_fraction:7.2f}")
+        print(f"  J/token error       {c.error_before:7.1%}    -> {c.error_after:7.1%}")
+        print(f"  decode speed error  {c.speed_error_before:7.1%}    -> {c.speed_error_after:7.1%}")
+        return 0
+    if args.model is None:
+        raise EdgeLMError("give a model folder or preset (or --calibrate)")
+
     report = profile_model(args.model, args.device, context=args.context, quant=args.quant,
                            app_dram_share=args.app_dram_share)
     if args.json:
@@ -180,7 +198,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         serial = args.device[4:]
         record = remote_bench(AdbTransport(serial), serial, args.model, python=args.remote_python,
                               prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, runs=args.runs,
-                              warmup=args.warmup, threads=args.threads)
+                              warmup=args.warmup, threads=args.threads, as_profile=args.as_profile)
         if not args.no_store:
             record = store.append(record)
         print(json.dumps(record, indent=2) if args.json else format_bench(record))
@@ -317,11 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_chat)
 
     p = sub.add_parser("profile", help="estimate DRAM, speed, J/token and battery for a model on a device")
-    p.add_argument("model", metavar="DIR|PRESET", help="a model folder, or a preset (smollm2-135m, mobilellm-350m, ...)")
+    p.add_argument("model", metavar="DIR|PRESET", nargs="?",
+                   help="a model folder, or a preset (smollm2-135m, mobilellm-350m, ...)")
     p.add_argument("--device", required=True, help="a profile id (edgelm devices --profiles) or a .toml path")
     p.add_argument("--context", type=int, default=2048, help="KV cache size in tokens (default 2048)")
     p.add_argument("--quant", choices=["fp32", "int8", "int4"], default=None, help="for presets (default int4)")
     p.add_argument("--app-dram-share", type=float, default=0.10, help="share of DRAM the app may use (default 0.1)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit the device's power and bandwidth to measured bench runs; print errors before and after")
+    p.add_argument("--store", default=None, help="results store for --calibrate")
     p.add_argument("--compare-shapes", action="store_true",
                    help="also compare deep-and-thin with wide-and-shallow shapes of the same size")
     p.add_argument("--json", action="store_true")

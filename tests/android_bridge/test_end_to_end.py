@@ -94,7 +94,7 @@ def test_remote_bench_end_to_end(tiny_folder: Path, tmp_path: Path) -> None:
     th.start()
     try:
         record = remote_bench(t, "local-phone", tiny_folder, python=sys.executable, prompt_tokens=16, new_tokens=8,
-                              runs=2, warmup=1, threads=1, sample_rate_hz=50, idle_s=0.3)
+                              runs=2, warmup=1, threads=1, sample_rate_hz=50, idle_s=0.3, as_profile="pixel-8-pro")
     finally:
         stop.set()
         th.join()
@@ -105,6 +105,12 @@ def test_remote_bench_end_to_end(tiny_folder: Path, tmp_path: Path) -> None:
     assert record["decode_tokens_per_s"] > 0 and record["push"]["files_pushed"]
     store = ResultsStore(tmp_path / "results.jsonl")
     assert store.append(record)["id"] == 1
+    # The measured run calibrates the profile it was taken as.
+    from edgelm.profiler.calibrate import calibrate
+    from edgelm.profiler.devices import get_profile
+
+    c = calibrate(get_profile("pixel-8-pro"), store.read())
+    assert c.runs == 1 and c.calibrated.active_power_w > 0
 
 
 def test_charging_phone_is_flagged(tiny_folder: Path, tmp_path: Path) -> None:

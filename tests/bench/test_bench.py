@@ -42,8 +42,8 @@ def test_bench_json_history_compare(tiny_int4: Path, tmp_path: Path, capsys: pyt
 def test_bench_errors_are_one_line(tiny_int4: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", str(tmp_path)]) == 2  # no manifest
     assert "edgelm.json" in capsys.readouterr().err
-    assert main(["bench", str(tiny_int4), "--device", "adb:XYZ"]) == 2
-    assert "Android bridge" in capsys.readouterr().err
+    assert main(["bench", str(tiny_int4), "--device", "phone"]) == 2
+    assert "adb:SERIAL" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text("garbage\n")
     assert main(["bench", "--history", "--store", str(bad)]) == 2

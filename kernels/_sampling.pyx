@@ -15,6 +15,37 @@ from libc.stdlib cimport qsort
 
 from _typedefs cimport Candidate, SamplingConfig
 
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* exp(x) for x <= 0 in float32 arithmetic only: 2^(x log2 e) split into an integer
+       power of two (built in the exponent bits) and 2^f, f in [0, 1), by a degree-6
+       polynomial (relative error < 3e-7). No libm, so the compiler vectorizes loops that
+       call it, and with FP contraction off the result is bit-identical on every machine,
+       which keeps seeded draws reproducible. */
+    static inline float edgelm_exp_neg(float x) {
+        if (x < -87.0f) x = -87.0f;
+        float t = x * 1.44269504088896341f;
+        int32_t n = (int32_t)t;
+        if ((float)n > t) n -= 1;            /* floor for negative t */
+        float f = t - (float)n;
+        float p = 1.5403530393381606e-4f;
+        p = p * f + 1.3333558146428443e-3f;
+        p = p * f + 9.6181291076284772e-3f;
+        p = p * f + 5.5504108664821580e-2f;
+        p = p * f + 2.4022650695910072e-1f;
+        p = p * f + 6.9314718055994531e-1f;
+        p = p * f + 1.0f;
+        int32_t bits = (n + 127) << 23;
+        float scale;
+        memcpy(&scale, &bits, sizeof scale);
+        return p * scale;
+    }
+    """
+    float edgelm_exp_neg(float x) noexcept nogil
+
 # Return codes of the inner functions (the Python wrapper turns them into errors).
 DEF OK = 0
 DEF ERR_NAN = -1
@@ -157,52 +188,57 @@ cdef void _apply_penalties(const float* src, float* out, Py_ssize_t n, const int
                 counts[t] = 0  # scratch goes back to all zeros
 
 
+DEF N_BUCKETS = 2048
+DEF BUCKET_RANGE = 64.0
+
+
 cdef int _top_p(float* out, Py_ssize_t n, double top_p, double* probs, Candidate* cand) noexcept nogil:
+    """top-p over the whole vocabulary without sorting it: one pass computes every
+    probability and a histogram of probability mass over logit buckets below the max;
+    walking the buckets from the top finds the one the cut falls in, and only that
+    bucket's tokens are sorted."""
     cdef float m = _max(out, n)
-    cdef Py_ssize_t i, n_cand, n_finite = 0, kept
-    cdef double total = 0.0, tail_allowed, mass, thr_gap, thr
+    cdef Py_ssize_t i, b, cut, n_cand = 0, kept
+    cdef double total = 0.0, tail_allowed, acc = 0.0, mass
+    cdef double hist[N_BUCKETS]
+    cdef float scale = <float>(N_BUCKETS / BUCKET_RANGE)
+    for b in range(N_BUCKETS):
+        hist[b] = 0.0
     for i in range(n):
         if out[i] == -INFINITY:
             probs[i] = 0.0
+            b = N_BUCKETS - 1
         else:
-            probs[i] = expf(out[i] - m)
+            probs[i] = edgelm_exp_neg(out[i] - m)
             total += probs[i]
-            n_finite += 1
+            b = <Py_ssize_t>((m - out[i]) * scale)
+            if b >= N_BUCKETS:
+                b = N_BUCKETS - 1
+        hist[b] += probs[i]
     tail_allowed = (1.0 - top_p) * total
-    if n_finite * 8 <= n:
-        # After top-k few tokens are left: they are the candidates.
-        thr = -INFINITY
-        n_cand = 0
-        for i in range(n):
-            if out[i] > -INFINITY:
-                cand[n_cand].value = out[i]
-                cand[n_cand].index = <int32_t>i
-                n_cand += 1
-    else:
-        # Widen a threshold below the max until the tokens above it hold enough mass:
-        # only those can be kept, and usually they are few, so only they get sorted.
-        thr_gap = 0.5
-        while True:
-            thr = <double>m - thr_gap
-            mass = 0.0
-            for i in range(n):
-                if out[i] >= thr:
-                    mass += probs[i]
-            if total - mass <= tail_allowed or thr_gap > 1e30:
-                break
-            thr_gap *= 1.5
-        n_cand = 0
-        for i in range(n):
-            if out[i] >= thr:
-                cand[n_cand].value = out[i]
-                cand[n_cand].index = <int32_t>i
-                n_cand += 1
-        for i in range(n):
-            if out[i] < thr:
-                out[i] = -INFINITY
+    # Buckets are ordered by value: the cut is in the first bucket after which the rest
+    # of the mass fits in the allowed tail.
+    cut = N_BUCKETS - 1
+    for b in range(N_BUCKETS):
+        acc += hist[b]
+        if total - acc <= tail_allowed:
+            cut = b
+            break
+    acc -= hist[cut]  # mass kept above the cut bucket
+    for i in range(n):
+        if out[i] == -INFINITY:
+            continue
+        b = <Py_ssize_t>((m - out[i]) * scale)
+        if b >= N_BUCKETS:
+            b = N_BUCKETS - 1
+        if b > cut:
+            out[i] = -INFINITY
+        elif b == cut:
+            cand[n_cand].value = out[i]
+            cand[n_cand].index = <int32_t>i
+            n_cand += 1
     qsort(cand, n_cand, sizeof(Candidate), _cmp_desc)
-    # Keep the fewest top tokens whose complement holds at most 1 - top_p of the mass.
-    mass = 0.0
+    mass = acc
     kept = 0
     while kept < n_cand:
         mass += probs[cand[kept].index]
@@ -223,7 +259,7 @@ cdef Py_ssize_t _top_p_candidates(Candidate* cand, Py_ssize_t n_cand, double top
     qsort(cand, n_cand, sizeof(Candidate), _cmp_desc)
     cdef float m = cand[0].value
     for i in range(n_cand):
-        probs[i] = expf(cand[i].value - m)
+        probs[i] = edgelm_exp_neg(cand[i].value - m)
         total += probs[i]
     tail_allowed = (1.0 - top_p) * total
     kept = 0
@@ -337,10 +373,10 @@ cdef int64_t draw_candidates(const Candidate* cand, Py_ssize_t n_cand, uint64_t*
         if cand[i].value > m:
             m = cand[i].value
     for i in range(n_cand):
-        total += expf(cand[i].value - m)
+        total += edgelm_exp_neg(cand[i].value - m)
     u = _uniform(state) * total
     for i in range(n_cand):
-        acc += expf(cand[i].value - m)
+        acc += edgelm_exp_neg(cand[i].value - m)
         if acc > u:
             return cand[i].index
     return cand[n_cand - 1].index
@@ -364,11 +400,11 @@ cdef int64_t draw(const float* logits, Py_ssize_t n, uint64_t* state) noexcept n
     cdef double total = 0.0, u, acc = 0.0
     for i in range(n):
         if logits[i] > -INFINITY:
-            total += expf(logits[i] - m)
+            total += edgelm_exp_neg(logits[i] - m)
     u = _uniform(state) * total
     for i in range(n):
         if logits[i] > -INFINITY:
-            acc += expf(logits[i] - m)
+            acc += edgelm_exp_neg(logits[i] - m)
             last = i
             if acc > u:
                 return i

@@ -8,39 +8,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-
-import numpy as np
 
 import edgelm
+from edgelm.bench.runner import timed_generation
 from edgelm.sampling import SamplingParams
 
 
 def run_once(model: edgelm.runtime.Model, prompt_ids: list[int], new_tokens: int,  # type: ignore[name-defined]
              params: SamplingParams) -> tuple[float, float, float]:
     """(time to first token s, decode tokens/s, sampling share of decode time)."""
-    session, sampler = model.session, model.sampler
-    sampler.params = params
-    sampler.reseed(0)
-    history = np.empty(len(prompt_ids) + new_tokens, np.int64)
-    history[:len(prompt_ids)] = prompt_ids
-    n = len(prompt_ids)
-    session.reset()
-    t0 = time.perf_counter()
-    logits = session.step(prompt_ids)
-    tok = sampler.sample(logits, history[:n])
-    ttft = time.perf_counter() - t0
-    sample_s = 0.0
-    t1 = time.perf_counter()
-    for _ in range(new_tokens - 1):
-        history[n] = tok
-        n += 1
-        logits = session.step([tok])
-        ts = time.perf_counter()
-        tok = sampler.sample(logits, history[:n])
-        sample_s += time.perf_counter() - ts
-    decode_s = time.perf_counter() - t1
-    return ttft, (new_tokens - 1) / decode_s, sample_s / decode_s
+    r = timed_generation(model, prompt_ids, new_tokens, params)
+    return r["ttft_s"], (new_tokens - 1) / r["decode_s"], r["sample_s"] / r["decode_s"]
 
 
 def main() -> None:

@@ -7,24 +7,10 @@ Run: python benchmarks/memory_model.py models/smollm2-135m-int4 [more folders] [
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
 from edgelm.manifest import read_manifest
-from edgelm.profiler.memory import estimate_memory
-
-MEASURE = r"""
-import sys
-import edgelm
-m = edgelm.load(sys.argv[1], threads=2, context=int(sys.argv[2]))
-prompt = m.encode("Once upon a time, in a village by the sea, " * 20)[:128]
-m.session.step(prompt)
-for _ in range(16):
-    m.session.step([1])
-with open("/proc/self/status") as f:
-    print(next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM")))
-"""
+from edgelm.profiler.memory import estimate_memory, measure_peak_rss
 
 
 def main() -> None:
@@ -36,8 +22,7 @@ def main() -> None:
     for folder in args.folders:
         m = read_manifest(folder)
         for ctx in args.contexts:
-            measured = int(subprocess.run([sys.executable, "-c", MEASURE, folder, str(ctx)], check=True,
-                                          capture_output=True, text=True).stdout)
+            measured = measure_peak_rss(folder, ctx)
             est = estimate_memory(m.architecture, m.quantization.mode, context=ctx,
                                   weights_bytes=m.weights_bytes["total"],
                                   tokenizer_json_bytes=(Path(folder) / "tokenizer.json").stat().st_size)

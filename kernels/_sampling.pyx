@@ -238,8 +238,15 @@ cdef int _top_p(float* out, Py_ssize_t n, double top_p, double* probs, Candidate
             cand[n_cand].index = <int32_t>i
             n_cand += 1
     qsort(cand, n_cand, sizeof(Candidate), _cmp_desc)
-    mass = acc
-    kept = 0
+    _cut_sorted(cand, n_cand, probs, acc, total, tail_allowed, out)
+    return OK
+
+
+cdef Py_ssize_t _cut_sorted(const Candidate* cand, Py_ssize_t n_cand, const double* probs, double mass, double total,
+                            double tail_allowed, float* out) noexcept nogil:
+    """Walk candidates sorted by value (``mass`` already kept above them), keep the fewest
+    whose complement holds at most ``tail_allowed``; filter the rest. Returns how many stay."""
+    cdef Py_ssize_t i, kept = 0
     while kept < n_cand:
         mass += probs[cand[kept].index]
         kept += 1
@@ -247,30 +254,21 @@ cdef int _top_p(float* out, Py_ssize_t n, double top_p, double* probs, Candidate
             break
     for i in range(kept, n_cand):
         out[cand[i].index] = -INFINITY
-    return OK
+    return kept
 
 
 cdef Py_ssize_t _top_p_candidates(Candidate* cand, Py_ssize_t n_cand, double top_p, float* out,
                                   double* probs) noexcept nogil:
     """top-p over a candidate list (all other tokens already -inf); returns how many stay,
     sorted first in ``cand``."""
-    cdef Py_ssize_t i, kept
-    cdef double total = 0.0, mass = 0.0, tail_allowed
+    cdef Py_ssize_t i
+    cdef double total = 0.0
     qsort(cand, n_cand, sizeof(Candidate), _cmp_desc)
     cdef float m = cand[0].value
     for i in range(n_cand):
-        probs[i] = edgelm_exp_neg(cand[i].value - m)
-        total += probs[i]
-    tail_allowed = (1.0 - top_p) * total
-    kept = 0
-    while kept < n_cand:
-        mass += probs[kept]
-        kept += 1
-        if total - mass <= tail_allowed:
-            break
-    for i in range(kept, n_cand):
-        out[cand[i].index] = -INFINITY
-    return kept
+        probs[cand[i].index] = edgelm_exp_neg(cand[i].value - m)
+        total += probs[cand[i].index]
+    return _cut_sorted(cand, n_cand, probs, 0.0, total, (1.0 - top_p) * total, out)
 
 
 cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const int64_t* prev,

@@ -28,7 +28,7 @@ from ..profiler.devices import get_profile
 from ..sampling import SamplingParams
 from .meters import Meter, find_meter
 
-__all__ = ["bench", "peak_rss_bytes", "DEFAULT_ESTIMATE_DEVICE", "format_bench"]
+__all__ = ["bench", "peak_rss_bytes", "DEFAULT_ESTIMATE_DEVICE", "format_bench", "timed_generation"]
 
 DEFAULT_ESTIMATE_DEVICE = "workstation-x86"
 IDLE_SECONDS = 1.0
@@ -56,6 +56,40 @@ def _synthetic_prompt(model: Any, n: int) -> list[int]:
     return ids[:n]
 
 
+def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams,
+                     meter: Meter | None = None, idle_w: float = 0.0) -> dict[str, float]:
+    """One generation through the runtime's session and sampler: seconds to first token,
+    seconds of decode, seconds of it spent sampling, and (with a meter) net joules."""
+    session, sampler = model.session, model.sampler
+    sampler.params = params
+    sampler.reseed(params.seed if params.seed is not None else 0)
+    n = len(prompt)
+    history = np.empty(n + new_tokens, np.int64)
+    history[:n] = prompt
+    session.reset()
+    ts = time.perf_counter()
+    logits = session.step(prompt)
+    tok = sampler.sample(logits, history[:n])
+    ttft = time.perf_counter() - ts
+    sample_s = 0.0
+    if meter is not None:
+        meter.start()
+    td = time.perf_counter()
+    for _ in range(new_tokens - 1):
+        history[n] = tok
+        n += 1
+        logits = session.step([tok])
+        s0 = time.perf_counter()
+        tok = sampler.sample(logits, history[:n])
+        sample_s += time.perf_counter() - s0
+    decode_s = time.perf_counter() - td
+    out = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": sample_s}
+    if meter is not None:
+        reading = meter.stop()
+        out["energy_j"] = max(0.0, reading.energy_j - idle_w * reading.duration_s)
+    return out
+
+
 def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64, runs: int = 5, warmup: int = 1,
           threads: int | None = None, sampling: SamplingParams | None = None, meter: Meter | None | str = "auto",
           estimate_device: str = DEFAULT_ESTIMATE_DEVICE, as_profile: str | None = None,
@@ -81,34 +115,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
         idle_w = m.stop().power_w
 
     def one_run() -> dict[str, float]:
-        session, sampler = model.session, model.sampler
-        sampler.params = params
-        sampler.reseed(params.seed if params.seed is not None else 0)
-        history = np.empty(prompt_tokens + new_tokens, np.int64)
-        history[:prompt_tokens] = prompt
-        n = prompt_tokens
-        session.reset()
-        ts = time.perf_counter()
-        logits = session.step(prompt)
-        tok = sampler.sample(logits, history[:n])
-        ttft = time.perf_counter() - ts
-        sample_s = 0.0
-        if m is not None:
-            m.start()
-        td = time.perf_counter()
-        for _ in range(new_tokens - 1):
-            history[n] = tok
-            n += 1
-            logits = session.step([tok])
-            s0 = time.perf_counter()
-            tok = sampler.sample(logits, history[:n])
-            sample_s += time.perf_counter() - s0
-        decode_s = time.perf_counter() - td
-        out = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": sample_s}
-        if m is not None:
-            reading = m.stop()
-            out["energy_j"] = max(0.0, reading.energy_j - idle_w * reading.duration_s)
-        return out
+        return timed_generation(model, prompt, new_tokens, params, meter=m, idle_w=idle_w)
 
     total = warmup + runs
     for i in range(warmup):

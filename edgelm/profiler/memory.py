@@ -28,7 +28,31 @@ from typing import Any
 from ..arch import Architecture
 from ..manifest import Quant
 
-__all__ = ["MemoryEstimate", "estimate_memory", "RESIDENCY", "RUNTIME_BYTES", "weights_bytes_for"]
+__all__ = ["MemoryEstimate", "estimate_memory", "RESIDENCY", "RUNTIME_BYTES", "weights_bytes_for",
+           "measure_peak_rss"]
+
+_MEASURE = r"""
+import sys
+import edgelm
+m = edgelm.load(sys.argv[1], threads=2, context=int(sys.argv[2]))
+prompt = m.encode("Once upon a time, in a village by the sea, " * 40)[:int(sys.argv[3])]
+m.session.step(prompt)
+for _ in range(16):
+    m.session.step([1])
+with open("/proc/self/status") as f:
+    print(next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM")))
+"""
+
+
+def measure_peak_rss(folder: str, context: int, prompt_tokens: int = 128) -> int:
+    """Peak RSS (bytes) of a fresh process that loads ``folder`` with ``context`` tokens of
+    KV cache, prefills a prompt and decodes 16 tokens (Linux: VmHWM)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _MEASURE, str(folder), str(context), str(prompt_tokens)],
+                         check=True, capture_output=True, text=True)
+    return int(out.stdout)
 
 RESIDENCY = {Quant.INT4: 1.744, Quant.INT8: 1.518, Quant.FP32: 1.191}
 RUNTIME_BYTES = 50.9e6

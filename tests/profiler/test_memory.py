@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from edgelm.manifest import Quant, read_manifest
-from edgelm.profiler.memory import estimate_memory, weights_bytes_for
+from edgelm.profiler.memory import estimate_memory, measure_peak_rss, weights_bytes_for
 
 from ..conftest import TINY_VARIANTS
 
@@ -34,27 +32,13 @@ def test_kv_cache_term() -> None:
     assert e.kv_cache_bytes == 2 * a.num_layers * a.num_kv_heads * a.head_dim * 100 * 4
 
 
-_MEASURE = r"""
-import sys
-import edgelm
-m = edgelm.load(sys.argv[1], threads=2, context=int(sys.argv[2]))
-prompt = m.encode("Once upon a time, in a village by the sea, " * 20)[:128]
-m.session.step(prompt)
-for _ in range(16):
-    m.session.step([1])
-with open("/proc/self/status") as f:
-    print(next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM")))
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("quant", ["int4", "fp32"])
 @pytest.mark.parametrize("context", [512, 2048])
 def test_estimate_within_15_percent_of_measured_peak_rss(quant: str, context: int, smollm2_folders: dict[str, Path]
                                                          ) -> None:
     folder = smollm2_folders[quant]
-    measured = int(subprocess.run([sys.executable, "-c", _MEASURE, str(folder), str(context)], check=True,
-                                  capture_output=True, text=True).stdout)
+    measured = measure_peak_rss(str(folder), context, prompt_tokens=128)
     m = read_manifest(folder)
     est = estimate_memory(m.architecture, m.quantization.mode, context=context,
                           weights_bytes=m.weights_bytes["total"],

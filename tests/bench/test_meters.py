@@ -104,3 +104,30 @@ def test_find_meter_prefers_rapl(tmp_path: Path) -> None:
     m = find_meter(tmp_path)
     assert m is not None and m.name == "rapl"
     assert threading.active_count() >= 1
+
+
+def test_nvml_meter_reads_the_total_energy_counter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVML through a stand-in for pynvml with the calls the meter makes (millijoules)."""
+    import types
+
+    from edgelm.bench.meters import NvmlMeter
+
+    counters = {0: 1_000_000, 1: 50_000}
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 2, nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetTotalEnergyConsumption=lambda h: counters[h])
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
+    m = NvmlMeter()
+    assert m.available()
+    m.start()
+    counters[0] += 3_000
+    counters[1] += 500
+    r = m.stop()
+    assert r.energy_j == pytest.approx(3.5)
+
+
+def test_nvml_unavailable_without_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgelm.bench.meters import NvmlMeter
+
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", None)
+    assert not NvmlMeter().available()

@@ -66,7 +66,7 @@ def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: Sam
     n = len(prompt)
     history = np.empty(n + new_tokens, np.int64)
     history[:n] = prompt
-    session.reset()
+    model.reset()
     ts = time.perf_counter()
     logits = session.step(prompt)
     tok = sampler.sample(logits, history[:n])

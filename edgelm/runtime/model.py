@@ -41,6 +41,8 @@ class Model:
         self.chat_template = load_chat_template(folder)
         self.eos_ids = frozenset(int(t) for t in manifest.generation.get("eos_token_id", []))
         self.sampler = Sampler(manifest.architecture.vocab_size)
+        self._cached_ids: list[int] = []  # the tokens whose keys and values the cache holds
+        self.reused_tokens = 0  # prompt tokens the last generate() took from the cache
 
     @property
     def context(self) -> int:
@@ -73,14 +75,34 @@ class Model:
         pieces = self._pieces(ids, max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)))
         return pieces if stream else "".join(pieces)
 
-    def _pieces(self, ids: list[int], max_new_tokens: int, params: SamplingParams, stop: _Stop) -> Iterator[str]:
+    def _prefill(self, ids: list[int]) -> np.ndarray:
+        """Step the prompt, reusing the cached prefix it shares with what the cache holds
+        (a chat's earlier turns, a repeated system prompt): the cache is rewound to the
+        common prefix and only the rest is computed."""
+        held = self._cached_ids
+        common = 0
+        limit = min(len(held), len(ids) - 1, self.session.length)  # step at least one token
+        while common < limit and held[common] == ids[common]:
+            common += 1
+        self.session.rewind(common)
+        self._cached_ids = held[:common]
+        self.reused_tokens = common
+        logits = self.session.step(ids[common:])
+        self._cached_ids = list(ids)
+        return logits
+
+    def reset(self) -> None:
+        """Forget the cached conversation (the next prompt is computed from scratch)."""
         self.session.reset()
+        self._cached_ids = []
+
+    def _pieces(self, ids: list[int], max_new_tokens: int, params: SamplingParams, stop: _Stop) -> Iterator[str]:
         self.sampler.params = params
         self.sampler.reseed(params.seed)
         history = np.empty(len(ids) + max_new_tokens, np.int64)
         history[:len(ids)] = ids
         n_hist = len(ids)
-        logits = self.session.step(ids)
+        logits = self._prefill(ids)
         out: list[int] = []
         emitted = 0
         budget = min(max_new_tokens, self.context - len(ids))
@@ -111,6 +133,7 @@ class Model:
                 emitted = safe
             if len(out) < budget and self.session.length < self.context:
                 logits = self.session.step([tok])
+                self._cached_ids.append(tok)
             else:
                 break
         text = self.tokenizer.decode(out)

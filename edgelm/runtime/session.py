@@ -76,6 +76,12 @@ class DecoderSession:
         """Forget the sequence (the cache keeps its memory; stale rows are never read)."""
         self.length = 0
 
+    def rewind(self, length: int) -> None:
+        """Keep only the first ``length`` tokens of the sequence (later rows get overwritten)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot rewind to {length} tokens: the cache holds {self.length}")
+        self.length = length
+
     def step(self, token_ids: np.ndarray | list[int]) -> np.ndarray:
         """Append ``token_ids`` to the sequence and return the next-token logits (a view,
         overwritten by the next call)."""

@@ -99,3 +99,24 @@ def test_chat_cli_keeps_a_conversation(tiny_fp32: Path) -> None:
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("> ") >= 2
+
+
+def test_chat_turns_reuse_the_kv_cache(tiny_fp32: Path) -> None:
+    """A second turn computes only what is new, and answers exactly as a fresh model."""
+    model = edgelm.load(tiny_fp32, threads=1, context=256)
+    turn1 = [{"role": "user", "content": "hello there"}]
+    reply = model.generate(turn1, max_new_tokens=6)
+    turn2 = [*turn1, {"role": "assistant", "content": reply}, {"role": "user", "content": "and again"}]
+    second = model.generate(turn2, max_new_tokens=6)
+    assert model.reused_tokens >= len(model.encode(turn1))
+    fresh = edgelm.load(tiny_fp32, threads=1, context=256)
+    assert fresh.generate(turn2, max_new_tokens=6) == second and fresh.reused_tokens == 0
+
+
+def test_a_different_prompt_rewinds_the_cache(tiny_fp32: Path) -> None:
+    model = edgelm.load(tiny_fp32, threads=1, context=128)
+    a = model.generate("abcdef", max_new_tokens=5)
+    b = model.generate("abcXYZ", max_new_tokens=5)
+    assert model.reused_tokens == 3
+    fresh = edgelm.load(tiny_fp32, threads=1, context=128)
+    assert fresh.generate("abcXYZ", max_new_tokens=5) == b and isinstance(a, str)

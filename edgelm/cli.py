@@ -174,7 +174,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                   f"[{r['energy']['source']}]")
         return 0
     if args.compare:
-        a, b = (store.get(int(x)) for x in args.compare)
+        a, b = (store.get(x) for x in args.compare)
         keys = [("ttft_ms", "time to first token (ms)", False), ("decode_tokens_per_s", "decode tokens/s", True),
                 ("peak_rss_bytes", "peak RSS (bytes)", False), ("load_s", "load (s)", False)]
         rows = [(label, a[k], b[k], b[k] / a[k] if a[k] else float("nan")) for k, label, _ in keys]
@@ -363,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None, help="results store (default ~/.cache/edgelm/results.jsonl)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--history", action="store_true", help="list stored runs")
-    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two stored runs side by side")
+    p.add_argument("--compare", nargs=2, type=int, metavar=("A", "B"), help="two stored runs side by side")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)
 

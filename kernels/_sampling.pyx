@@ -411,11 +411,9 @@ cdef int64_t draw(const float* logits, Py_ssize_t n, uint64_t* state) noexcept n
 
 # -- Python face: thin wrappers over contiguous memoryviews; edgelm.sampling validates. --
 
-def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] prev, int32_t[::1] counts,
-                 float[::1] heap, double[::1] probs, Candidate[::1] cand, double temperature, int64_t top_k,
-                 double top_p, double min_p, double repetition_penalty, double frequency_penalty,
-                 double presence_penalty):
-    """Process into ``out``; returns the kept-candidate count (>= 0) or an error code (< 0)."""
+cdef inline SamplingConfig _config(double temperature, int64_t top_k, double top_p, double min_p,
+                                   double repetition_penalty, double frequency_penalty,
+                                   double presence_penalty) noexcept:
     cdef SamplingConfig cfg
     cfg.temperature = temperature
     cfg.top_k = top_k
@@ -424,6 +422,16 @@ def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] pre
     cfg.repetition_penalty = repetition_penalty
     cfg.frequency_penalty = frequency_penalty
     cfg.presence_penalty = presence_penalty
+    return cfg
+
+
+def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] prev, int32_t[::1] counts,
+                 float[::1] heap, double[::1] probs, Candidate[::1] cand, double temperature, int64_t top_k,
+                 double top_p, double min_p, double repetition_penalty, double frequency_penalty,
+                 double presence_penalty):
+    """Process into ``out``; returns the kept-candidate count (>= 0) or an error code (< 0)."""
+    cdef SamplingConfig cfg = _config(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
+                                      presence_penalty)
     cdef Py_ssize_t rc
     cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
     with nogil:
@@ -435,14 +443,7 @@ def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] pre
 def greedy(const float[::1] logits, float[::1] out, const int64_t[::1] prev, int32_t[::1] counts,
            double repetition_penalty, double frequency_penalty, double presence_penalty):
     """Greedy next token (>= 0) or an error code (< 0)."""
-    cdef SamplingConfig cfg
-    cfg.temperature = 0.0
-    cfg.top_k = 0
-    cfg.top_p = 1.0
-    cfg.min_p = 0.0
-    cfg.repetition_penalty = repetition_penalty
-    cfg.frequency_penalty = frequency_penalty
-    cfg.presence_penalty = presence_penalty
+    cdef SamplingConfig cfg = _config(0.0, 0, 1.0, 0.0, repetition_penalty, frequency_penalty, presence_penalty)
     cdef int64_t tok
     cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
     with nogil:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Meter", "RaplMeter", "NvmlMeter", "PowerSupplyMeter", "find_meter", "Reading", "integrate_power"]
+__all__ = ["FuelGaugeSampler", "Meter", "RaplMeter", "NvmlMeter", "PowerSupplyMeter", "find_meter", "Reading", "integrate_power"]
 
 
 def integrate_power(samples: list[tuple[float, float]]) -> float:
@@ -131,13 +132,56 @@ class NvmlMeter(Meter):
         return Reading(sum(b - a for a, b in zip(self._e0, e1, strict=True)) / 1e3, time.perf_counter() - self._t0, 2)
 
 
+class FuelGaugeSampler:
+    """Samples a fuel gauge's current (uA) and voltage (uV) on a thread at ``rate_hz``.
+
+    ``read`` returns ``(current_ua, voltage_uv)`` from wherever the gauge is: local sysfs
+    here, a phone over a transport in android_bridge. Gauges disagree on the sign of a
+    discharging current; the magnitude is used and the sign seen is recorded."""
+
+    def __init__(self, read: Callable[[], tuple[int, int]], rate_hz: float) -> None:
+        self.read = read
+        self.rate_hz = rate_hz
+        self.samples: list[tuple[float, float]] = []
+        self.negative_discharge = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def power_w(self) -> float:
+        current_ua, voltage_uv = self.read()
+        if current_ua < 0:
+            self.negative_discharge = True
+        return abs(current_ua) * 1e-6 * voltage_uv * 1e-6
+
+    def _loop(self) -> None:
+        period = 1.0 / self.rate_hz
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter(), self.power_w()))
+            self._stop.wait(period)
+
+    def start(self) -> None:
+        self.samples = []
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> tuple[float, float]:
+        """(joules, seconds) over the samples taken since :meth:`start`."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        s = self.samples
+        return integrate_power(s), (s[-1][0] - s[0][0] if len(s) > 1 else 0.0)
+
+    @property
+    def sign_convention(self) -> str:
+        return "negative current = discharge" if self.negative_discharge else "positive current = discharge"
+
+
 class PowerSupplyMeter(Meter):
     """A battery fuel gauge (``/sys/class/power_supply/<name>/current_now`` in uA and
     ``voltage_now`` in uV), sampled at ``rate_hz`` while discharging and integrated.
-
-    Sign conventions differ: some gauges report discharge as positive current, others
-    negative; the magnitude is used and the convention recorded. Charging makes the
-    reading meaningless, so it is flagged."""
+    Charging makes the reading meaningless, so it is flagged."""
 
     name = "battery"
 
@@ -146,11 +190,8 @@ class PowerSupplyMeter(Meter):
         self.root = Path(root)
         self.supply = Path(supply) if supply else None
         self.rate_hz = rate_hz
-        self._samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.charging = False
-        self.negative_discharge = False
+        self._sampler: FuelGaugeSampler | None = None
 
     def _find(self) -> Path | None:
         if self.supply is not None:
@@ -161,28 +202,19 @@ class PowerSupplyMeter(Meter):
                 return d
         return None
 
+    @staticmethod
+    def _reader(d: Path) -> Callable[[], tuple[int, int]]:
+        return lambda: (int((d / "current_now").read_text()), int((d / "voltage_now").read_text()))
+
     def available(self) -> bool:
         d = self._find()
         if d is None:
             return False
         try:
-            self._power_w(d)
+            self._reader(d)()
         except (OSError, ValueError):
             return False
         return True
-
-    def _power_w(self, d: Path) -> float:
-        current_ua = int((d / "current_now").read_text())
-        voltage_uv = int((d / "voltage_now").read_text())
-        if current_ua < 0:
-            self.negative_discharge = True
-        return abs(current_ua) * 1e-6 * voltage_uv * 1e-6
-
-    def _loop(self, d: Path) -> None:
-        period = 1.0 / self.rate_hz
-        while not self._stop.is_set():
-            self._samples.append((time.perf_counter(), self._power_w(d)))
-            self._stop.wait(period)
 
     def start(self) -> None:
         d = self._find()
@@ -190,22 +222,18 @@ class PowerSupplyMeter(Meter):
             raise OSError("no battery power supply found")
         status = (d / "status").read_text().strip() if (d / "status").exists() else ""
         self.charging = status == "Charging"
-        self._samples = []
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, args=(d,), daemon=True)
-        self._thread.start()
+        self._sampler = FuelGaugeSampler(self._reader(d), self.rate_hz)
+        self._sampler.start()
 
     def stop(self) -> Reading:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        s = self._samples
-        if len(s) < 2:
-            return Reading(0.0, 0.0, len(s), "too few samples")
-        energy = integrate_power(s)
-        conv = "negative current = discharge" if self.negative_discharge else "positive current = discharge"
-        detail = f"{len(s)} samples at {self.rate_hz:g} Hz, {conv}" + ("; CHARGING: meaningless" if self.charging else "")
-        return Reading(energy, s[-1][0] - s[0][0], len(s), detail)
+        assert self._sampler is not None, "stop() before start()"
+        energy, duration = self._sampler.stop()
+        n = len(self._sampler.samples)
+        if n < 2:
+            return Reading(0.0, 0.0, n, "too few samples")
+        detail = f"{n} samples at {self.rate_hz:g} Hz, {self._sampler.sign_convention}" + (
+            "; CHARGING: meaningless" if self.charging else "")
+        return Reading(energy, duration, n, detail)
 
 
 def find_meter(sys_root: Path | str = "/sys") -> Meter | None:

@@ -39,8 +39,8 @@ prompt = m.encode("Once upon a time, in a village by the sea, " * 40)[:int(sys.a
 m.session.step(prompt)
 for _ in range(16):
     m.session.step([1])
-with open("/proc/self/status") as f:
-    print(next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM")))
+from edgelm.bench.runner import peak_rss_bytes
+print(peak_rss_bytes())
 """
 
 

@@ -103,10 +103,10 @@ class _Builder:
 
 
 def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, sin: np.ndarray,
-                accuracy_level: int = 4) -> onnx.ModelProto:
+                accuracy_level: int = 4, builder: type[_Builder] | None = None) -> onnx.ModelProto:
     """Build the graph. ``weights`` holds canonical names; Q/K/V and gate/up already packed
     as ``L{i}.qkv`` / ``L{i}.gate_up`` (and ``L{i}.qkv_bias`` with attention bias)."""
-    g = _Builder(accuracy_level)
+    g = (builder or _Builder)(accuracy_level)  # a subclass may emit linears differently (benchmarks)
     names = io_names(arch.num_layers)
     h, eps = arch.hidden_size, float(arch.rms_norm_eps)
     cos_c = g.const("rotary.cos_cache", cos.astype(np.float32))

@@ -9,7 +9,7 @@ in that order) and OpenAI's frequency and presence penalties (applied after the
 repetition penalty). Filtered entries become -inf.
 """
 
-from libc.math cimport INFINITY, expf, log
+from libc.math cimport INFINITY, NAN, log
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport qsort
 
@@ -26,10 +26,11 @@ cdef extern from *:
        call it, and with FP contraction off the result is bit-identical on every machine,
        which keeps seeded draws reproducible. */
     static inline float edgelm_exp_neg(float x) {
-        if (x < -87.0f) x = -87.0f;
+        /* Branch-free (ternaries), so loops calling it vectorize. */
+        x = x < -87.0f ? -87.0f : x;
         float t = x * 1.44269504088896341f;
         int32_t n = (int32_t)t;
-        if ((float)n > t) n -= 1;            /* floor for negative t */
+        n -= ((float)n > t);                 /* floor for negative t */
         float f = t - (float)n;
         float p = 1.5403530393381606e-4f;
         p = p * f + 1.3333558146428443e-3f;
@@ -43,8 +44,122 @@ cdef extern from *:
         memcpy(&scale, &bits, sizeof scale);
         return p * scale;
     }
+
+    #define EDGELM_BLOCK 64
+
+    typedef float edgelm_v4f __attribute__((vector_size(16)));
+    typedef int32_t edgelm_v4i __attribute__((vector_size(16)));
+
+    static inline edgelm_v4f edgelm_load4(const float* p) { edgelm_v4f v; memcpy(&v, p, sizeof v); return v; }
+    static inline void edgelm_store4(float* p, edgelm_v4f v) { memcpy(p, &v, sizeof v); }
+    static inline edgelm_v4f edgelm_sel4(edgelm_v4i mask, edgelm_v4f a, edgelm_v4f b) {
+        return (edgelm_v4f)(((edgelm_v4i)a & mask) | ((edgelm_v4i)b & ~mask));
+    }
+
+    /* out = src, bmax[b] = max of block b of EDGELM_BLOCK values; non-zero if any NaN.
+       Written with GCC/Clang vector types (SSE2 on x86-64, NEON on arm64). */
+    static inline int edgelm_copy_bmax(const float* restrict src, float* restrict out, Py_ssize_t n,
+                                       float* restrict bmax) {
+        Py_ssize_t b, i, j, nb = n / EDGELM_BLOCK;
+        edgelm_v4i bad = {0, 0, 0, 0};
+        for (b = 0; b < nb; b++) {
+            const float* s = src + b * EDGELM_BLOCK;
+            float* o = out + b * EDGELM_BLOCK;
+            edgelm_v4f m0 = edgelm_load4(s), m1 = edgelm_load4(s + 4);
+            for (i = 0; i < EDGELM_BLOCK; i += 8) {
+                edgelm_v4f v0 = edgelm_load4(s + i), v1 = edgelm_load4(s + i + 4);
+                edgelm_store4(o + i, v0);
+                edgelm_store4(o + i + 4, v1);
+                bad |= (v0 != v0) | (v1 != v1);
+                m0 = edgelm_sel4(v0 > m0, v0, m0);
+                m1 = edgelm_sel4(v1 > m1, v1, m1);
+            }
+            m0 = edgelm_sel4(m1 > m0, m1, m0);
+            float m = m0[0];
+            for (j = 1; j < 4; j++) m = m0[j] > m ? m0[j] : m;
+            bmax[b] = m;
+        }
+        int any_bad = (bad[0] | bad[1] | bad[2] | bad[3]) != 0;
+        if (nb * EDGELM_BLOCK < n) {
+            float m = -INFINITY;
+            for (i = nb * EDGELM_BLOCK; i < n; i++) {
+                float v = src[i];
+                out[i] = v;
+                any_bad |= v != v;
+                m = v > m ? v : m;
+            }
+            bmax[nb] = m;
+        }
+        return any_bad;
+    }
+
+    /* edgelm_exp_neg on four lanes: the same float operations in the same order, so the same bits. */
+    static inline edgelm_v4f edgelm_exp_neg4(edgelm_v4f x) {
+        const edgelm_v4f lo = {-87.0f, -87.0f, -87.0f, -87.0f};
+        x = edgelm_sel4(x < lo, lo, x);
+        edgelm_v4f t = x * 1.44269504088896341f;
+        edgelm_v4i n = __builtin_convertvector(t, edgelm_v4i);
+        edgelm_v4f nf = __builtin_convertvector(n, edgelm_v4f);
+        n += (nf > t);                      /* comparison lanes are -1 where true: floor */
+        nf = __builtin_convertvector(n, edgelm_v4f);
+        edgelm_v4f f = t - nf;
+        edgelm_v4f p = f * 1.5403530393381606e-4f + 1.3333558146428443e-3f;
+        p = p * f + 9.6181291076284772e-3f;
+        p = p * f + 5.5504108664821580e-2f;
+        p = p * f + 2.4022650695910072e-1f;
+        p = p * f + 6.9314718055994531e-1f;
+        p = p * f + 1.0f;
+        edgelm_v4i bits = (n + 127) << 23;
+        return p * (edgelm_v4f)bits;
+    }
+
+    /* p[i] = exp(x[i] - m) (0 for -inf) and the histogram bucket of m - x[i]. */
+    static inline void edgelm_exp_buckets(const float* restrict x, Py_ssize_t n, float m, float scale,
+                                          int32_t last, float* restrict p, int32_t* restrict bucket) {
+        Py_ssize_t i;
+        float range = (float)last / scale;
+        const edgelm_v4f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        const edgelm_v4f zero = {0.0f, 0.0f, 0.0f, 0.0f};
+        const edgelm_v4f rng4 = {range, range, range, range};
+        const edgelm_v4i last4 = {last, last, last, last};
+        for (i = 0; i + 4 <= n; i += 4) {
+            edgelm_v4f v = edgelm_load4(x + i);
+            edgelm_v4f e = edgelm_exp_neg4(v - m);
+            edgelm_store4(p + i, edgelm_sel4(v == ninf, zero, e));
+            edgelm_v4f d = m - v;
+            d = edgelm_sel4(d < rng4, d, rng4);   /* also maps -inf (d = inf) to the last bucket */
+            edgelm_v4i bk = __builtin_convertvector(d * scale, edgelm_v4i);
+            bk = (edgelm_v4i)edgelm_sel4(bk < last4, (edgelm_v4f)bk, (edgelm_v4f)last4);
+            memcpy(bucket + i, &bk, sizeof bk);
+        }
+        for (; i < n; i++) {
+            float d = m - x[i];
+            float e = edgelm_exp_neg(x[i] - m);
+            p[i] = x[i] == -INFINITY ? 0.0f : e;
+            float dc = d < range ? d : range;
+            int32_t bk = (int32_t)(dc * scale);
+            bucket[i] = bk < last ? bk : last;
+        }
+    }
+
+    /* out[i] = -inf where out[i] < thr. */
+    static inline void edgelm_filter_below(float* restrict out, Py_ssize_t n, float thr) {
+        Py_ssize_t i;
+        const edgelm_v4f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        const edgelm_v4f t4 = {thr, thr, thr, thr};
+        for (i = 0; i + 4 <= n; i += 4) {
+            edgelm_v4f v = edgelm_load4(out + i);
+            edgelm_store4(out + i, edgelm_sel4(v >= t4, v, ninf));
+        }
+        for (; i < n; i++) out[i] = out[i] >= thr ? out[i] : -INFINITY;
+    }
     """
     float edgelm_exp_neg(float x) noexcept nogil
+    int edgelm_copy_bmax(const float* src, float* out, Py_ssize_t n, float* bmax) noexcept nogil
+    void edgelm_exp_buckets(const float* x, Py_ssize_t n, float m, float scale, int32_t last, float* p,
+                            int32_t* bucket) noexcept nogil
+    void edgelm_filter_below(float* out, Py_ssize_t n, float thr) noexcept nogil
+    enum: EDGELM_BLOCK
 
 # Return codes of the inner functions (the Python wrapper turns them into errors).
 DEF OK = 0
@@ -144,26 +259,67 @@ cdef int _copy_checked(const float* src, float* out, Py_ssize_t n) noexcept nogi
     return bad
 
 
-cdef float _kth_largest_blocked(const float* x, Py_ssize_t n, Py_ssize_t k, float* heap) noexcept nogil:
-    """Like ``_kth_largest`` but skips whole blocks of 64 whose maximum cannot enter the
-    heap: once the heap holds large values almost every block is skipped."""
+cdef float _kth_largest_bmax(const float* x, Py_ssize_t n, Py_ssize_t k, float* heap,
+                             const float* bmax) noexcept nogil:
+    """Like ``_kth_largest`` but skips every block whose maximum (``bmax``, an upper
+    bound is enough) cannot enter the heap: once the heap holds large values almost
+    every block is skipped, so this reads ~n/64 maxima instead of n values."""
     cdef Py_ssize_t i, b, end
-    if k * 4 > n or n < 256:
-        return _kth_largest(x, n, k, heap)
     for i in range(k):
         heap[i] = x[i]
     for i in range(k // 2 - 1, -1, -1):
         _sift_down(heap, k, i)
-    b = k
-    while b < n:
-        end = b + 64 if b + 64 < n else n
-        if _max(x + b, end - b) > heap[0]:
-            for i in range(b, end):
+    i = k
+    while i < n:
+        b = i // EDGELM_BLOCK
+        end = (b + 1) * EDGELM_BLOCK
+        if end > n:
+            end = n
+        if bmax[b] > heap[0]:
+            while i < end:
                 if x[i] > heap[0]:
                     heap[0] = x[i]
                     _sift_down(heap, k, 0)
-        b = end
+                i += 1
+        i = end
     return heap[0]
+
+
+cdef Py_ssize_t _top_k_candidates(const float* out, Py_ssize_t n, Py_ssize_t k, float* heap, float* scratch,
+                                  const float* bmax, Py_ssize_t nb, Candidate* cand, float* thr_out) noexcept nogil:
+    """Every token whose value is >= the k-th largest (ties included), in index order,
+    into ``cand``; the k-th largest value into ``thr_out``. Returns their count.
+
+    With k <= the number of blocks, the k-th largest block maximum is a lower bound of
+    the k-th largest value (k blocks each hold a value >= it), so only blocks reaching
+    it are read: ~k x 64 values instead of n."""
+    cdef Py_ssize_t i, b, end, n_c = 0, w = 0
+    cdef float lo, thr
+    if k <= nb:
+        lo = _kth_largest(bmax, nb, k, heap)
+    else:
+        lo = _kth_largest_bmax(out, n, k, heap, bmax)
+    for b in range(nb):
+        if bmax[b] < lo:
+            continue
+        end = (b + 1) * EDGELM_BLOCK
+        if end > n:
+            end = n
+        for i in range(b * EDGELM_BLOCK, end):
+            if out[i] >= lo:
+                cand[n_c].value = out[i]
+                cand[n_c].index = <int32_t>i
+                n_c += 1
+    # The exact k-th largest among the (>= k) values found.
+    for i in range(n_c):
+        scratch[i] = cand[i].value
+    thr = _kth_largest(scratch, n_c, k, heap)
+    for i in range(n_c):
+        if cand[i].value >= thr:
+            cand[w] = cand[i]
+            w += 1
+    thr_out[0] = thr
+    return w
 
 
 cdef void _apply_penalties(const float* src, float* out, Py_ssize_t n, const int64_t* prev, Py_ssize_t n_prev,
@@ -192,48 +348,42 @@ DEF N_BUCKETS = 2048
 DEF BUCKET_RANGE = 64.0
 
 
-cdef int _top_p(float* out, Py_ssize_t n, double top_p, double* probs, Candidate* cand) noexcept nogil:
-    """top-p over the whole vocabulary without sorting it: one pass computes every
-    probability and a histogram of probability mass over logit buckets below the max;
-    walking the buckets from the top finds the one the cut falls in, and only that
-    bucket's tokens are sorted."""
-    cdef float m = _max(out, n)
-    cdef Py_ssize_t i, b, cut, n_cand = 0, kept
-    cdef double total = 0.0, tail_allowed, acc = 0.0, mass
-    cdef double hist[N_BUCKETS]
+cdef int _top_p(float* out, Py_ssize_t n, float m, double top_p, float* probs, int32_t* bucket,
+                Candidate* cand) noexcept nogil:
+    """top-p over the whole vocabulary without sorting it (``m`` is the max of ``out``).
+    One vectorized pass computes every probability and its bucket (logit distance below
+    the max); a histogram of probability mass over the buckets, walked from the top,
+    finds the bucket the cut falls in, and only that bucket's tokens are sorted."""
+    cdef Py_ssize_t i, b, cut, n_cand = 0
+    cdef double total = 0.0, tail_allowed, acc = 0.0
+    # Four interleaved histograms: consecutive tokens often share a bucket, and one
+    # histogram would chain every add on the previous store.
+    cdef double hist[4][N_BUCKETS]
     cdef float scale = <float>(N_BUCKETS / BUCKET_RANGE)
     for b in range(N_BUCKETS):
-        hist[b] = 0.0
+        hist[0][b] = 0.0
+        hist[1][b] = 0.0
+        hist[2][b] = 0.0
+        hist[3][b] = 0.0
+    edgelm_exp_buckets(out, n, m, scale, N_BUCKETS - 1, probs, bucket)
     for i in range(n):
-        if out[i] == -INFINITY:
-            probs[i] = 0.0
-            b = N_BUCKETS - 1
-        else:
-            probs[i] = edgelm_exp_neg(out[i] - m)
-            total += probs[i]
-            b = <Py_ssize_t>((m - out[i]) * scale)
-            if b >= N_BUCKETS:
-                b = N_BUCKETS - 1
-        hist[b] += probs[i]
+        total += probs[i]
+        hist[i & 3][bucket[i]] += probs[i]
     tail_allowed = (1.0 - top_p) * total
     # Buckets are ordered by value: the cut is in the first bucket after which the rest
     # of the mass fits in the allowed tail.
     cut = N_BUCKETS - 1
     for b in range(N_BUCKETS):
-        acc += hist[b]
+        acc += hist[0][b] + hist[1][b] + hist[2][b] + hist[3][b]
         if total - acc <= tail_allowed:
             cut = b
             break
-    acc -= hist[cut]  # mass kept above the cut bucket
+    acc -= hist[0][cut] + hist[1][cut] + hist[2][cut] + hist[3][cut]  # mass kept above the cut bucket
     for i in range(n):
-        if out[i] == -INFINITY:
-            continue
-        b = <Py_ssize_t>((m - out[i]) * scale)
-        if b >= N_BUCKETS:
-            b = N_BUCKETS - 1
+        b = bucket[i]
         if b > cut:
             out[i] = -INFINITY
-        elif b == cut:
+        elif b == cut and out[i] != -INFINITY:
             cand[n_cand].value = out[i]
             cand[n_cand].index = <int32_t>i
             n_cand += 1
@@ -242,7 +392,7 @@ cdef int _top_p(float* out, Py_ssize_t n, double top_p, double* probs, Candidate
     return OK
 
 
-cdef Py_ssize_t _cut_sorted(const Candidate* cand, Py_ssize_t n_cand, const double* probs, double mass, double total,
+cdef Py_ssize_t _cut_sorted(const Candidate* cand, Py_ssize_t n_cand, const float* probs, double mass, double total,
                             double tail_allowed, float* out) noexcept nogil:
     """Walk candidates sorted by value (``mass`` already kept above them), keep the fewest
     whose complement holds at most ``tail_allowed``; filter the rest. Returns how many stay."""
@@ -258,7 +408,7 @@ cdef Py_ssize_t _cut_sorted(const Candidate* cand, Py_ssize_t n_cand, const doub
 
 
 cdef Py_ssize_t _top_p_candidates(Candidate* cand, Py_ssize_t n_cand, double top_p, float* out,
-                                  double* probs) noexcept nogil:
+                                  float* probs) noexcept nogil:
     """top-p over a candidate list (all other tokens already -inf); returns how many stay,
     sorted first in ``cand``."""
     cdef Py_ssize_t i
@@ -273,13 +423,15 @@ cdef Py_ssize_t _top_p_candidates(Candidate* cand, Py_ssize_t n_cand, double top
 
 cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const int64_t* prev,
                                Py_ssize_t n_prev, int32_t* counts, SamplingConfig* cfg, float* heap,
-                               double* probs, Candidate* cand) noexcept nogil:
+                               float* probs, Candidate* cand, float* bmax, bint fill) noexcept nogil:
     """Penalties, temperature, top-k, top-p, min-p: ``src`` -> ``out`` (filtered = -inf).
 
     Returns the number of kept tokens listed in ``cand`` when top-k ran (the later
     filters and the draw then touch only those), 0 when the whole vocabulary stays in
-    play, or a negative error code."""
-    cdef Py_ssize_t i, n_cand = 0, w
+    play, or a negative error code. With top-k and ``fill`` false, ``out`` is left
+    unfiltered (the draw reads only ``cand``): one pass over the vocabulary saved."""
+    cdef Py_ssize_t i, b, end, n_cand = 0, w
+    cdef Py_ssize_t nb = (n + EDGELM_BLOCK - 1) // EDGELM_BLOCK
     cdef float thr, m
     cdef float temp = <float>cfg.temperature
     cdef bint scale = cfg.temperature > 0.0 and cfg.temperature != 1.0
@@ -287,25 +439,37 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
     for i in range(n_prev):
         if prev[i] < 0 or prev[i] >= n:
             return ERR_TOKEN_RANGE
-    if _copy_checked(src, out, n):
+    if edgelm_copy_bmax(src, out, n, bmax):
         return ERR_NAN
     _apply_penalties(src, out, n, prev, n_prev, counts, cfg)
-    m = _max(out, n)
+    if n_prev > 0 and (cfg.repetition_penalty != 1.0 or cfg.frequency_penalty != 0.0
+                       or cfg.presence_penalty != 0.0):
+        # Penalties moved some logits: recompute the maxima of their blocks (marked NaN).
+        for i in range(n_prev):
+            bmax[prev[i] // EDGELM_BLOCK] = NAN
+        for b in range(nb):
+            if bmax[b] != bmax[b]:
+                end = (b + 1) * EDGELM_BLOCK
+                if end > n:
+                    end = n
+                bmax[b] = _max(out + b * EDGELM_BLOCK, end - b * EDGELM_BLOCK)
+    m = bmax[0]
+    for b in range(1, nb):
+        if bmax[b] > m:
+            m = bmax[b]
     if m == -INFINITY:
         return ERR_ALL_INF
     if 0 < cfg.top_k < n:
         # Dividing by a positive temperature keeps the order, so top-k can run first and
-        # the division then touches only the k survivors (and their ties).
-        thr = _kth_largest_blocked(out, n, cfg.top_k, heap)
-        for i in range(n):
-            if out[i] >= thr:
-                if scale:
-                    out[i] = out[i] / temp
-                cand[n_cand].value = out[i]
-                cand[n_cand].index = <int32_t>i
-                n_cand += 1
-            else:
-                out[i] = -INFINITY
+        # the division then touches only the k survivors (and their ties), which sit in
+        # the blocks whose maximum reaches the threshold.
+        n_cand = _top_k_candidates(out, n, cfg.top_k, heap, probs, bmax, nb, cand, &thr)
+        if fill:
+            edgelm_filter_below(out, n, thr)
+        if scale:
+            for i in range(n_cand):
+                out[cand[i].index] = out[cand[i].index] / temp
+                cand[i].value = out[cand[i].index]
         if cfg.top_p < 1.0:
             n_cand = _top_p_candidates(cand, n_cand, cfg.top_p, out, probs)
         if cfg.min_p > 0.0:
@@ -326,13 +490,13 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
     if scale:
         for i in range(n):
             out[i] = out[i] / temp
+        m = m / temp  # division is monotonic and correctly rounded: still the max
     if cfg.top_p < 1.0:
-        _top_p(out, n, cfg.top_p, probs, cand)
+        _top_p(out, n, m, cfg.top_p, probs, <int32_t*>heap, cand)  # heap is free here: buckets
     if cfg.min_p > 0.0:
-        m = _max(out, n)
         log_min_p = log(cfg.min_p)
         for i in range(n):
-            # p_i / p_max = exp(l_i - l_max); the max itself always stays.
+            # p_i / p_max = exp(l_i - l_max); the max itself always stays (top-p keeps it).
             if <double>out[i] - m < log_min_p:
                 out[i] = -INFINITY
     return 0
@@ -426,17 +590,19 @@ cdef inline SamplingConfig _config(double temperature, int64_t top_k, double top
 
 
 def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] prev, int32_t[::1] counts,
-                 float[::1] heap, double[::1] probs, Candidate[::1] cand, double temperature, int64_t top_k,
-                 double top_p, double min_p, double repetition_penalty, double frequency_penalty,
-                 double presence_penalty):
-    """Process into ``out``; returns the kept-candidate count (>= 0) or an error code (< 0)."""
+                 float[::1] heap, float[::1] probs, Candidate[::1] cand, float[::1] bmax, bint fill,
+                 double temperature, int64_t top_k, double top_p, double min_p, double repetition_penalty,
+                 double frequency_penalty, double presence_penalty):
+    """Process into ``out``; returns the kept-candidate count (>= 0) or an error code (< 0).
+    ``bmax`` holds ceil(n / 64) floats; with ``fill`` false and top-k on, ``out`` is not
+    filtered (only the candidates are meaningful)."""
     cdef SamplingConfig cfg = _config(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
                                       presence_penalty)
     cdef Py_ssize_t rc
     cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
     with nogil:
         rc = process_logits(&logits[0], &out[0], logits.shape[0], prev_ptr, prev.shape[0], &counts[0], &cfg,
-                            &heap[0], &probs[0], &cand[0])
+                            &heap[0], &probs[0], &cand[0], &bmax[0], fill)
     return rc
 
 

@@ -8,6 +8,7 @@ folder (``report.md`` with the tables, and the figures).
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: P
 
     from ._io import atomic_dir
     from .bench import ResultsStore, bench, format_bench
-    from .manifest import MANIFEST_NAME, Quant
+    from .errors import EdgeLMError
+    from .manifest import MANIFEST_NAME
     from .plan.figures import plot_devices, plot_sweep, sweep
     from .plan.planner import format_plan, plan
     from .profiler.devices import get_profile
@@ -38,11 +40,14 @@ def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: P
     if (model_dir / MANIFEST_NAME).exists():
         _say(f"reusing {model_dir}")
     else:
-        from .export import ExportConfig, export, format_summary
-
         _say(f"exporting smollm2-135m to {model_dir} (about 1-2 minutes)")
-        result = export("smollm2-135m", model_dir, ExportConfig(quant=Quant.INT4, threads=threads))
-        print(format_summary(result))
+        # In a child process: export loads PyTorch, whose memory would otherwise stay in
+        # this process and count in the benchmark's RSS below.
+        cmd = [sys.executable, "-m", "edgelm.cli", "export", "smollm2-135m", "-o", str(model_dir), "--quant", "int4"]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        if subprocess.run(cmd).returncode != 0:
+            raise EdgeLMError("exporting smollm2-135m failed (see the message above)")
     model = edgelm.load(model_dir, threads=threads, context=1024)
     _say(f"asking: {QUESTION}")
     answer = model.generate([{"role": "user", "content": QUESTION}], max_new_tokens=48)

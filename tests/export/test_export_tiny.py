@@ -118,7 +118,10 @@ def test_existing_output_refused_then_forced(tiny_models: dict[str, Path], tmp_p
 
 def _start_export(src: Path, out: Path) -> subprocess.Popen[bytes]:
     code = ("import sys; from edgelm.cli import main; "
-            f"sys.exit(main(['export', {str(src)!r}, '-o', {str(out)!r}, '--quant', 'int4', '-q']))")
+            f"sys.exit(main(['export', {str(src)!r}, '-o', {str(out)!r}, '--quant', 'int4', '-q', "
+            # Long enough verification that the signal always lands mid-export, however
+            # fast or loaded the machine (a tiny model's export could finish first).
+            "'--verify-prompts', '2000']))")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

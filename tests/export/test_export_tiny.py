@@ -122,7 +122,11 @@ def _start_export(src: Path, out: Path) -> subprocess.Popen[bytes]:
             # Long enough verification that the signal always lands mid-export, however
             # fast or loaded the machine (a tiny model's export could finish first).
             "'--verify-prompts', '2000']))")
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # SIGINT back to its default in the child: a job started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt (the test would hang instead of testing the cleanup).
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_partial(parent: Path, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:

@@ -17,7 +17,7 @@ mean KL against the PyTorch fp32 model on the export verification's teacher-forc
 prompts (20 prompts x up to 64 tokens). Roofline: bytes read per token over the
 measured 2-thread read bandwidth.
 
-Run: python benchmarks/compare_peers.py [--runs 5] [--threads 2] [--skip-quality]
+Run: python benchmarks/compare_peers.py [--runs 5] [--threads 2] [--skip-quality] [--json F] [--plot F.png]
 """
 
 from __future__ import annotations
@@ -254,7 +254,13 @@ def main() -> None:
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--work", type=Path, default=None, help="where built models are kept (default: the edgelm cache)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--plot", type=Path, default=None,
+                    help="also draw decode speed against agreement here (PNG); with --from-json, only that")
+    ap.add_argument("--from-json", type=Path, default=None, help="re-plot a --json file instead of running")
     args = ap.parse_args()
+    if args.from_json:
+        plot(json.loads(args.from_json.read_text()), args.plot or args.from_json.with_suffix(".png"))
+        return
     work = args.work or cache_dir() / "peers" / "models"
     work.mkdir(parents=True, exist_ok=True)
 
@@ -309,12 +315,54 @@ def main() -> None:
 
     bw = read_bandwidth(args.threads)
     report(systems, bw, args, prompt_len=len(prompt))
+    rows = [{"system": s.label, "format": s.fmt, "disk_bytes": s.disk_bytes, "peak_rss_bytes": s.peak_rss,
+             "ttft_s": [r["ttft_s"] for r in s.runs], "decode_tps": [tps(r, args.new_tokens) for r in s.runs],
+             "top1_agreement": None if s.quality is None else s.quality[0],
+             "mean_kl": None if s.quality is None else s.quality[1]} for s in systems]
     if args.json:
-        args.json.write_text(json.dumps([{
-            "system": s.label, "format": s.fmt, "disk_bytes": s.disk_bytes, "peak_rss_bytes": s.peak_rss,
-            "ttft_s": [r["ttft_s"] for r in s.runs], "decode_tps": [tps(r, args.new_tokens) for r in s.runs],
-            "top1_agreement": None if s.quality is None else s.quality[0],
-            "mean_kl": None if s.quality is None else s.quality[1]} for s in systems], indent=2))
+        args.json.write_text(json.dumps(rows, indent=2))
+    if args.plot and not args.skip_quality:
+        plot(rows, args.plot)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Decode speed (median, with the min-max range) against top-1 agreement, one point per
+    system and format; the marker's area is its peak RSS."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"edgelm": "#1b7837", "ORT GenAI": "#2166ac", "llama.cpp": "#b2182b"}
+    fig, ax = plt.subplots(figsize=(8.5, 5.0))
+    # Labels of points with close agreement are stacked, highest speed on top.
+    order = sorted(range(len(rows)), key=lambda i: -statistics.median(rows[i]["decode_tps"]))
+    stack: dict[int, int] = {}
+    for i in order:
+        near = [j for j in stack if abs(rows[j]["top1_agreement"] - rows[i]["top1_agreement"]) < 0.05]
+        stack[i] = len(near)
+    for i, r in enumerate(rows):
+        v = r["decode_tps"]
+        med = statistics.median(v)
+        x = r["top1_agreement"]
+        c = colors.get(r["system"], "#444444")
+        ax.errorbar([x], [med], yerr=[[med - min(v)], [max(v) - med]], fmt="none", ecolor=c, alpha=0.35, capsize=3)
+        ax.scatter([x], [med], s=r["peak_rss_bytes"] / 1e6 * 1.2, color=c, alpha=0.8, edgecolor="black", linewidth=0.6)
+        right = x < 0.9
+        ax.annotate(f"{r['system']} {r['format']}: {med:.0f} tok/s, {r['peak_rss_bytes'] / 1e6:.0f} MB RSS",
+                    (x, med), textcoords="offset points", xytext=(12 if right else -12, 22 - 16 * stack[i]),
+                    ha="left" if right else "right", fontsize=8, color=c,
+                    arrowprops={"arrowstyle": "-", "color": c, "alpha": 0.5, "linewidth": 0.6})
+    ax.axvline(0.95, color="grey", linestyle=":", linewidth=1)
+    ax.text(0.951, ax.get_ylim()[0], " agreement goal 0.95", fontsize=8, color="grey", va="bottom")
+    ax.set_xlim(0.6, 1.08)
+    ax.set_xlabel("top-1 agreement with the fp32 model (763 teacher-forced tokens)")
+    ax.set_ylabel("decode tokens/s (median; bar: min-max)")
+    ax.set_title("SmolLM2-135M, 2 threads, greedy: speed against quality (marker area: peak RSS)", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def tps(run: dict[str, float], new_tokens: int) -> float:

@@ -8,6 +8,7 @@ folder of tokenizer files. Errors a user can cause are :class:`SourceError`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -334,6 +335,26 @@ def _field(reader: Any, key: str, default: Any = None) -> Any:
         return default
 
 
+@contextlib.contextmanager
+def _no_gguf_progress_bar() -> Iterator[None]:
+    """transformers' GGUF reader draws its own tqdm bar (not behind its progress-bar switch);
+    edgelm already says what it is reading."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        yield
+        return
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None:
+        yield
+        return
+    gguf_utils.tqdm = lambda iterable, *a, **k: iterable
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def _load_gguf(path: Path, say: Callable[[str], None]) -> LoadedSource:
     say(f"reading {path.name}")
     if path.stat().st_size < 32:
@@ -348,8 +369,9 @@ def _load_gguf(path: Path, say: Callable[[str], None]) -> LoadedSource:
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32",
-                                                     attn_implementation="eager").eval()
+        with _no_gguf_progress_bar():
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32",
+                                                         attn_implementation="eager").eval()
     except Exception as e:  # truncated data, unknown tensor types
         raise SourceError(f"{path}: cannot load the GGUF weights: {str(e).splitlines()[0][:300]}") from e
     arch = arch_from_config(model.config, str(path))

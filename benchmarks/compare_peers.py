@@ -401,4 +401,8 @@ def report(systems: list[System], bw: float, args: argparse.Namespace, prompt_le
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (RuntimeError, OSError) as e:  # a peer that would not install, build or run
+        print(f"compare_peers: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -102,7 +102,7 @@ class Sampler:
         self._counts = np.zeros(vocab_size, np.int32)
         self._heap = np.empty(vocab_size, np.float32)
         self._probs = np.empty(vocab_size, np.float32)
-        self._bmax = np.empty((vocab_size + 63) // 64, np.float32)
+        self._bmax = np.zeros(2 * ((vocab_size + 63) // 64), np.float32)  # block maxima, then flags
         self._cand = np.empty(vocab_size, _CANDIDATE)
         self._state = np.zeros(1, np.uint64)
         self._no_prev = np.empty(0, np.int64)

@@ -12,6 +12,7 @@ repetition penalty). Filtered entries become -inf.
 from libc.math cimport INFINITY, NAN, log
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport qsort
+from libc.string cimport memcpy
 
 from _typedefs cimport Candidate, SamplingConfig
 
@@ -93,6 +94,36 @@ cdef extern from *:
         return any_bad;
     }
 
+    /* bmax[b] = max of block b, without copying; non-zero if any NaN. */
+    static inline int edgelm_bmax(const float* restrict src, Py_ssize_t n, float* restrict bmax) {
+        Py_ssize_t b, i, j, nb = n / EDGELM_BLOCK;
+        edgelm_v4i bad = {0, 0, 0, 0};
+        for (b = 0; b < nb; b++) {
+            const float* s = src + b * EDGELM_BLOCK;
+            edgelm_v4f m0 = edgelm_load4(s), m1 = edgelm_load4(s + 4);
+            for (i = 0; i < EDGELM_BLOCK; i += 8) {
+                edgelm_v4f v0 = edgelm_load4(s + i), v1 = edgelm_load4(s + i + 4);
+                bad |= (v0 != v0) | (v1 != v1);
+                m0 = edgelm_sel4(v0 > m0, v0, m0);
+                m1 = edgelm_sel4(v1 > m1, v1, m1);
+            }
+            m0 = edgelm_sel4(m1 > m0, m1, m0);
+            float m = m0[0];
+            for (j = 1; j < 4; j++) m = m0[j] > m ? m0[j] : m;
+            bmax[b] = m;
+        }
+        int any_bad = (bad[0] | bad[1] | bad[2] | bad[3]) != 0;
+        if (nb * EDGELM_BLOCK < n) {
+            float m = -INFINITY;
+            for (i = nb * EDGELM_BLOCK; i < n; i++) {
+                any_bad |= src[i] != src[i];
+                m = src[i] > m ? src[i] : m;
+            }
+            bmax[nb] = m;
+        }
+        return any_bad;
+    }
+
     /* edgelm_exp_neg on four lanes: the same float operations in the same order, so the same bits. */
     static inline edgelm_v4f edgelm_exp_neg4(edgelm_v4f x) {
         const edgelm_v4f lo = {-87.0f, -87.0f, -87.0f, -87.0f};
@@ -156,6 +187,7 @@ cdef extern from *:
     """
     float edgelm_exp_neg(float x) noexcept nogil
     int edgelm_copy_bmax(const float* src, float* out, Py_ssize_t n, float* bmax) noexcept nogil
+    int edgelm_bmax(const float* src, Py_ssize_t n, float* bmax) noexcept nogil
     void edgelm_exp_buckets(const float* x, Py_ssize_t n, float m, float scale, int32_t last, float* p,
                             int32_t* bucket) noexcept nogil
     void edgelm_filter_below(float* out, Py_ssize_t n, float thr) noexcept nogil
@@ -285,16 +317,20 @@ cdef float _kth_largest_bmax(const float* x, Py_ssize_t n, Py_ssize_t k, float* 
     return heap[0]
 
 
-cdef Py_ssize_t _top_k_candidates(const float* out, Py_ssize_t n, Py_ssize_t k, float* heap, float* scratch,
-                                  const float* bmax, Py_ssize_t nb, Candidate* cand, float* thr_out) noexcept nogil:
+cdef Py_ssize_t _top_k_candidates(const float* src, const float* out, const float* dirty, Py_ssize_t n,
+                                  Py_ssize_t k, float* heap, float* scratch, const float* bmax, Py_ssize_t nb,
+                                  Candidate* cand, float* thr_out) noexcept nogil:
     """Every token whose value is >= the k-th largest (ties included), in index order,
     into ``cand``; the k-th largest value into ``thr_out``. Returns their count.
 
     With k <= the number of blocks, the k-th largest block maximum is a lower bound of
     the k-th largest value (k blocks each hold a value >= it), so only blocks reaching
-    it are read: ~k x 64 values instead of n."""
+    it are read: ~k x 64 values instead of n. With ``dirty`` (lazy mode, k <= nb), a block
+    is read from ``out`` where its flag is set (penalised: copied there) and from ``src``
+    otherwise; without it, everything from ``out``."""
     cdef Py_ssize_t i, b, end, n_c = 0, w = 0
     cdef float lo, thr
+    cdef const float* x
     if k <= nb:
         lo = _kth_largest(bmax, nb, k, heap)
     else:
@@ -305,9 +341,10 @@ cdef Py_ssize_t _top_k_candidates(const float* out, Py_ssize_t n, Py_ssize_t k, 
         end = (b + 1) * EDGELM_BLOCK
         if end > n:
             end = n
+        x = src if dirty != NULL and dirty[b] == 0.0 else out
         for i in range(b * EDGELM_BLOCK, end):
-            if out[i] >= lo:
-                cand[n_c].value = out[i]
+            if x[i] >= lo:
+                cand[n_c].value = x[i]
                 cand[n_c].index = <int32_t>i
                 n_c += 1
     # The exact k-th largest among the (>= k) values found.
@@ -421,6 +458,13 @@ cdef Py_ssize_t _top_p_candidates(Candidate* cand, Py_ssize_t n_cand, double top
     return _cut_sorted(cand, n_cand, probs, 0.0, total, (1.0 - top_p) * total, out)
 
 
+cdef inline void _clear_flags(float* dirty, const int64_t* prev, Py_ssize_t n_prev, bint penalised) noexcept nogil:
+    cdef Py_ssize_t i
+    if penalised:
+        for i in range(n_prev):
+            dirty[prev[i] // EDGELM_BLOCK] = 0.0
+
+
 cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const int64_t* prev,
                                Py_ssize_t n_prev, int32_t* counts, SamplingConfig* cfg, float* heap,
                                float* probs, Candidate* cand, float* bmax, bint fill) noexcept nogil:
@@ -428,10 +472,18 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
 
     Returns the number of kept tokens listed in ``cand`` when top-k ran (the later
     filters and the draw then touch only those), 0 when the whole vocabulary stays in
-    play, or a negative error code. With top-k and ``fill`` false, ``out`` is left
-    unfiltered (the draw reads only ``cand``): one pass over the vocabulary saved."""
+    play, or a negative error code. ``bmax`` holds 2 x ceil(n / 64) floats: block maxima,
+    then per-block flags (all zero between calls).
+
+    With top-k and ``fill`` false only the candidates matter (the draw reads ``cand``):
+    the logits are then not copied at all; the blocks holding penalised tokens are copied
+    to ``out`` and penalised there, every other block is read in place."""
     cdef Py_ssize_t i, b, end, n_cand = 0, w
     cdef Py_ssize_t nb = (n + EDGELM_BLOCK - 1) // EDGELM_BLOCK
+    cdef float* dirty = bmax + nb
+    cdef bint lazy = not fill and 0 < cfg.top_k <= nb
+    cdef bint penalised = n_prev > 0 and (cfg.repetition_penalty != 1.0 or cfg.frequency_penalty != 0.0
+                                          or cfg.presence_penalty != 0.0)
     cdef float thr, m
     cdef float temp = <float>cfg.temperature
     cdef bint scale = cfg.temperature > 0.0 and cfg.temperature != 1.0
@@ -439,16 +491,29 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
     for i in range(n_prev):
         if prev[i] < 0 or prev[i] >= n:
             return ERR_TOKEN_RANGE
-    if edgelm_copy_bmax(src, out, n, bmax):
+    if lazy:
+        if edgelm_bmax(src, n, bmax):
+            return ERR_NAN
+    elif edgelm_copy_bmax(src, out, n, bmax):
         return ERR_NAN
-    _apply_penalties(src, out, n, prev, n_prev, counts, cfg)
-    if n_prev > 0 and (cfg.repetition_penalty != 1.0 or cfg.frequency_penalty != 0.0
-                       or cfg.presence_penalty != 0.0):
-        # Penalties moved some logits: recompute the maxima of their blocks (marked NaN).
+    if penalised:
+        # Flag the blocks the penalties touch (in lazy mode, copy them to out first).
         for i in range(n_prev):
-            bmax[prev[i] // EDGELM_BLOCK] = NAN
-        for b in range(nb):
-            if bmax[b] != bmax[b]:
+            b = prev[i] // EDGELM_BLOCK
+            if dirty[b] == 0.0:
+                dirty[b] = 1.0
+                if lazy:
+                    end = (b + 1) * EDGELM_BLOCK
+                    if end > n:
+                        end = n
+                    memcpy(out + b * EDGELM_BLOCK, src + b * EDGELM_BLOCK, (end - b * EDGELM_BLOCK) * sizeof(float))
+        _apply_penalties(src, out, n, prev, n_prev, counts, cfg)
+        # Penalties moved some logits: recompute the maxima of their blocks, once each
+        # (flag 1 -> 2; any non-zero flag means the block's values are in out).
+        for i in range(n_prev):
+            b = prev[i] // EDGELM_BLOCK
+            if dirty[b] == 1.0:
+                dirty[b] = 2.0
                 end = (b + 1) * EDGELM_BLOCK
                 if end > n:
                     end = n
@@ -458,18 +523,23 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
         if bmax[b] > m:
             m = bmax[b]
     if m == -INFINITY:
+        _clear_flags(dirty, prev, n_prev, penalised)
         return ERR_ALL_INF
+    if not (0 < cfg.top_k < n):
+        _clear_flags(dirty, prev, n_prev, penalised)
     if 0 < cfg.top_k < n:
         # Dividing by a positive temperature keeps the order, so top-k can run first and
         # the division then touches only the k survivors (and their ties), which sit in
         # the blocks whose maximum reaches the threshold.
-        n_cand = _top_k_candidates(out, n, cfg.top_k, heap, probs, bmax, nb, cand, &thr)
+        n_cand = _top_k_candidates(src, out, dirty if lazy else NULL, n, cfg.top_k, heap, probs, bmax, nb,
+                                   cand, &thr)
+        _clear_flags(dirty, prev, n_prev, penalised)
         if fill:
             edgelm_filter_below(out, n, thr)
         if scale:
             for i in range(n_cand):
-                out[cand[i].index] = out[cand[i].index] / temp
-                cand[i].value = out[cand[i].index]
+                cand[i].value = cand[i].value / temp
+                out[cand[i].index] = cand[i].value
         if cfg.top_p < 1.0:
             n_cand = _top_p_candidates(cand, n_cand, cfg.top_p, out, probs)
         if cfg.min_p > 0.0:
@@ -594,7 +664,7 @@ def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] pre
                  double temperature, int64_t top_k, double top_p, double min_p, double repetition_penalty,
                  double frequency_penalty, double presence_penalty):
     """Process into ``out``; returns the kept-candidate count (>= 0) or an error code (< 0).
-    ``bmax`` holds ceil(n / 64) floats; with ``fill`` false and top-k on, ``out`` is not
+    ``bmax`` holds 2 x ceil(n / 64) floats (zeros); with ``fill`` false and top-k on, ``out`` is not
     filtered (only the candidates are meaningful)."""
     cdef SamplingConfig cfg = _config(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
                                       presence_penalty)

@@ -223,3 +223,33 @@ def test_bad_arrays_are_rejected() -> None:
         process(np.zeros((2, 3), np.float32), SamplingParams())
     with pytest.raises(SamplingError, match="previous token"):
         process(np.zeros(5, np.float32), SamplingParams(), previous_tokens=[7])
+
+
+_big_logits = st.one_of(
+    arrays(np.float32, st.integers(64, 5000), elements=_values),
+    arrays(np.float32, st.integers(64, 5000), elements=st.floats(-20, 20, width=32)),
+)
+_shared = Sampler(5000)  # one sampler across examples: its scratch must come back clean
+
+
+@SETTINGS
+@given(_big_logits, st.integers(1, 80), st.floats(0.05, 1.0), st.floats(0.3, 2.0), st.floats(0.5, 2.0),
+       st.floats(-1, 1), st.data())
+def test_sample_path_candidates_equal_processed_logits(logits: np.ndarray, k: int, p: float, t: float, rep: float,
+                                                       freq: float, data: st.DataObject) -> None:
+    """sample() reads the logits in place and copies only the penalised blocks; the tokens it
+    draws from (and their values) must be exactly the finite entries process() returns."""
+    prev = np.array(data.draw(st.lists(st.integers(0, logits.size - 1), max_size=60)), np.int64)
+    params = SamplingParams(temperature=t, top_k=k, top_p=p, repetition_penalty=rep, frequency_penalty=freq)
+    ref = process(logits, params, previous_tokens=prev)
+    s = _shared if logits.size == _shared.vocab_size else Sampler(logits.size)
+    out = s._process(logits, prev, params, fill=False)
+    kept = np.flatnonzero(np.isfinite(ref))
+    if s._n_cand == 0:  # no top-k ran: the draw reads the whole processed array
+        np.testing.assert_array_equal(out, ref)
+    else:
+        cand = s._cand[:s._n_cand]
+        np.testing.assert_array_equal(np.sort(cand["index"]), kept)
+        np.testing.assert_array_equal(cand["value"][np.argsort(cand["index"])], ref[kept])
+    nb = (logits.size + 63) // 64
+    assert not s._bmax[nb:].any()  # the per-block flags are all back to zero

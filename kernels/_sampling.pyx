@@ -57,20 +57,22 @@ cdef extern from *:
         return (edgelm_v4f)(((edgelm_v4i)a & mask) | ((edgelm_v4i)b & ~mask));
     }
 
-    /* out = src, bmax[b] = max of block b of EDGELM_BLOCK values; non-zero if any NaN.
-       Written with GCC/Clang vector types (SSE2 on x86-64, NEON on arm64). */
-    static inline int edgelm_copy_bmax(const float* restrict src, float* restrict out, Py_ssize_t n,
-                                       float* restrict bmax) {
+    /* bmax[b] = max of block b of EDGELM_BLOCK values, and out = src when copy is set;
+       non-zero if any NaN. Written with GCC/Clang vector types (SSE2 on x86-64, NEON on
+       arm64); copy is a constant at both call sites, so each gets its own loop. */
+    static inline int edgelm_block_max(const float* restrict src, float* restrict out, Py_ssize_t n,
+                                       float* restrict bmax, const int copy) {
         Py_ssize_t b, i, j, nb = n / EDGELM_BLOCK;
         edgelm_v4i bad = {0, 0, 0, 0};
         for (b = 0; b < nb; b++) {
             const float* s = src + b * EDGELM_BLOCK;
-            float* o = out + b * EDGELM_BLOCK;
             edgelm_v4f m0 = edgelm_load4(s), m1 = edgelm_load4(s + 4);
             for (i = 0; i < EDGELM_BLOCK; i += 8) {
                 edgelm_v4f v0 = edgelm_load4(s + i), v1 = edgelm_load4(s + i + 4);
-                edgelm_store4(o + i, v0);
-                edgelm_store4(o + i + 4, v1);
+                if (copy) {
+                    edgelm_store4(out + b * EDGELM_BLOCK + i, v0);
+                    edgelm_store4(out + b * EDGELM_BLOCK + i + 4, v1);
+                }
                 bad |= (v0 != v0) | (v1 != v1);
                 m0 = edgelm_sel4(v0 > m0, v0, m0);
                 m1 = edgelm_sel4(v1 > m1, v1, m1);
@@ -85,7 +87,7 @@ cdef extern from *:
             float m = -INFINITY;
             for (i = nb * EDGELM_BLOCK; i < n; i++) {
                 float v = src[i];
-                out[i] = v;
+                if (copy) out[i] = v;
                 any_bad |= v != v;
                 m = v > m ? v : m;
             }
@@ -94,34 +96,14 @@ cdef extern from *:
         return any_bad;
     }
 
-    /* bmax[b] = max of block b, without copying; non-zero if any NaN. */
+    static inline int edgelm_copy_bmax(const float* restrict src, float* restrict out, Py_ssize_t n,
+                                       float* restrict bmax) {
+        return edgelm_block_max(src, out, n, bmax, 1);
+    }
+
+    /* bmax only: the logits are read in place. */
     static inline int edgelm_bmax(const float* restrict src, Py_ssize_t n, float* restrict bmax) {
-        Py_ssize_t b, i, j, nb = n / EDGELM_BLOCK;
-        edgelm_v4i bad = {0, 0, 0, 0};
-        for (b = 0; b < nb; b++) {
-            const float* s = src + b * EDGELM_BLOCK;
-            edgelm_v4f m0 = edgelm_load4(s), m1 = edgelm_load4(s + 4);
-            for (i = 0; i < EDGELM_BLOCK; i += 8) {
-                edgelm_v4f v0 = edgelm_load4(s + i), v1 = edgelm_load4(s + i + 4);
-                bad |= (v0 != v0) | (v1 != v1);
-                m0 = edgelm_sel4(v0 > m0, v0, m0);
-                m1 = edgelm_sel4(v1 > m1, v1, m1);
-            }
-            m0 = edgelm_sel4(m1 > m0, m1, m0);
-            float m = m0[0];
-            for (j = 1; j < 4; j++) m = m0[j] > m ? m0[j] : m;
-            bmax[b] = m;
-        }
-        int any_bad = (bad[0] | bad[1] | bad[2] | bad[3]) != 0;
-        if (nb * EDGELM_BLOCK < n) {
-            float m = -INFINITY;
-            for (i = nb * EDGELM_BLOCK; i < n; i++) {
-                any_bad |= src[i] != src[i];
-                m = src[i] > m ? src[i] : m;
-            }
-            bmax[nb] = m;
-        }
-        return any_bad;
+        return edgelm_block_max(src, NULL, n, bmax, 0);
     }
 
     /* edgelm_exp_neg on four lanes: the same float operations in the same order, so the same bits. */

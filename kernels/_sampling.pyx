@@ -9,7 +9,7 @@ in that order) and OpenAI's frequency and presence penalties (applied after the
 repetition penalty). Filtered entries become -inf.
 """
 
-from libc.math cimport INFINITY, NAN, log
+from libc.math cimport INFINITY, log
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy
@@ -273,6 +273,12 @@ cdef int _copy_checked(const float* src, float* out, Py_ssize_t n) noexcept nogi
     return bad
 
 
+cdef inline Py_ssize_t _block_end(Py_ssize_t b, Py_ssize_t n) noexcept nogil:
+    """One past the last index of block ``b`` (the last block may be short)."""
+    cdef Py_ssize_t end = (b + 1) * EDGELM_BLOCK
+    return end if end < n else n
+
+
 cdef float _kth_largest_bmax(const float* x, Py_ssize_t n, Py_ssize_t k, float* heap,
                              const float* bmax) noexcept nogil:
     """Like ``_kth_largest`` but skips every block whose maximum (``bmax``, an upper
@@ -286,9 +292,7 @@ cdef float _kth_largest_bmax(const float* x, Py_ssize_t n, Py_ssize_t k, float* 
     i = k
     while i < n:
         b = i // EDGELM_BLOCK
-        end = (b + 1) * EDGELM_BLOCK
-        if end > n:
-            end = n
+        end = _block_end(b, n)
         if bmax[b] > heap[0]:
             while i < end:
                 if x[i] > heap[0]:
@@ -320,9 +324,7 @@ cdef Py_ssize_t _top_k_candidates(const float* src, const float* out, const floa
     for b in range(nb):
         if bmax[b] < lo:
             continue
-        end = (b + 1) * EDGELM_BLOCK
-        if end > n:
-            end = n
+        end = _block_end(b, n)
         x = src if dirty != NULL and dirty[b] == 0.0 else out
         for i in range(b * EDGELM_BLOCK, end):
             if x[i] >= lo:
@@ -485,9 +487,7 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
             if dirty[b] == 0.0:
                 dirty[b] = 1.0
                 if lazy:
-                    end = (b + 1) * EDGELM_BLOCK
-                    if end > n:
-                        end = n
+                    end = _block_end(b, n)
                     memcpy(out + b * EDGELM_BLOCK, src + b * EDGELM_BLOCK, (end - b * EDGELM_BLOCK) * sizeof(float))
         _apply_penalties(src, out, n, prev, n_prev, counts, cfg)
         # Penalties moved some logits: recompute the maxima of their blocks, once each
@@ -496,9 +496,7 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
             b = prev[i] // EDGELM_BLOCK
             if dirty[b] == 1.0:
                 dirty[b] = 2.0
-                end = (b + 1) * EDGELM_BLOCK
-                if end > n:
-                    end = n
+                end = _block_end(b, n)
                 bmax[b] = _max(out + b * EDGELM_BLOCK, end - b * EDGELM_BLOCK)
     m = bmax[0]
     for b in range(1, nb):

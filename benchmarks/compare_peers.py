@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generate import chat_prompt  # noqa: E402
 from peers.setup import ensure, peers  # noqa: E402
 
 from edgelm._io import cache_dir  # noqa: E402
@@ -175,18 +176,18 @@ def llama_models(work: Path, python: Path) -> dict[str, Path]:
 
 
 def edgelm_bytes_per_token(folder: Path, context_tokens: int) -> int:
-    """Weight bytes one decode step reads (the embedding gathers one row; a tied head
-    reads the whole table) plus the KV cache rows attention reads."""
+    """The profiler's bytes per token (weights + KV read at ``context_tokens``), counting
+    only weights a decode step reads: not the rotary tables (one row a step), not an
+    untied embedding (one row; a tied one is read whole, by the head)."""
     from edgelm.manifest import read_manifest
+    from edgelm.profiler.energy import bytes_per_token
 
     m = read_manifest(folder)
-    wb = dict(m.weights_bytes)
-    a = m.architecture
+    wb = m.weights_bytes
     read = wb["total"] - wb.get("rotary_tables", 0)
-    if not a.tie_word_embeddings:
+    if not m.architecture.tie_word_embeddings:
         read -= wb.get("embeddings", 0)
-    kv = 2 * a.num_layers * a.num_kv_heads * a.head_dim * 4 * context_tokens
-    return int(read + kv)
+    return int(bytes_per_token(m.architecture, read, context_tokens))
 
 
 def read_bandwidth(threads: int, mb: int = 256, repeats: int = 4) -> float:
@@ -211,16 +212,6 @@ def read_bandwidth(threads: int, mb: int = 256, repeats: int = 4) -> float:
     return best
 
 
-def reference_sequences(tokenizer_json: Path, prompts: int = 20, tokens: int = 64, prefill: int = 8) -> list[list[int]]:
-    from tokenizers import Tokenizer
-
-    from edgelm.export.verify import VERIFY_PROMPTS
-
-    tok = Tokenizer.from_file(str(tokenizer_json))
-    seqs = [tok.encode(t, add_special_tokens=False).ids[:tokens] for t in VERIFY_PROMPTS[:prompts]]
-    return [s for s in seqs if len(s) > prefill]
-
-
 def reference_logits(seqs: list[list[int]], prefill: int) -> np.ndarray:
     import torch
 
@@ -235,14 +226,6 @@ def reference_logits(seqs: list[list[int]], prefill: int) -> np.ndarray:
         return np.concatenate(rows)
     finally:
         src.close()
-
-
-def chat_prompt(tokenizer_json: Path, n: int) -> list[int]:
-    import edgelm
-
-    model = edgelm.load(tokenizer_json.parent, context=64)
-    base = model.encode([{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}])
-    return (base * (1 + n // len(base)))[:n]
 
 
 def main() -> None:
@@ -278,7 +261,9 @@ def main() -> None:
     for s in systems[:2]:
         s.bytes_per_token = edgelm_bytes_per_token(s.model, mean_ctx)
 
-    prompt = chat_prompt(e4 / "tokenizer.json", args.prompt_tokens)
+    import edgelm
+
+    prompt = chat_prompt(edgelm.load(e4, context=64), args.prompt_tokens)
     context = args.prompt_tokens + args.new_tokens + 8
     for s in systems:
         s.start(args.threads, context)
@@ -295,11 +280,12 @@ def main() -> None:
             s.peak_rss = int(s.ask(cmd="rss")["peak_rss_bytes"])
         if not args.skip_quality:
             prefill = 8
-            seqs = reference_sequences(e4 / "tokenizer.json", prefill=prefill)
+            from edgelm.export.verify import compare_logits, verify_sequences
+            from edgelm.manifest import read_manifest
+
+            seqs = verify_sequences(e4 / "tokenizer.json", read_manifest(e4).architecture.vocab_size, prefill=prefill)
             print("[quality] PyTorch fp32 reference", file=sys.stderr, flush=True)
             ref = reference_logits(seqs, prefill)
-            from edgelm.export.verify import compare_logits
-
             with tempfile.TemporaryDirectory() as tmp:
                 for i, s in enumerate(systems):
                     print(f"[quality] {s.label} {s.fmt}", file=sys.stderr, flush=True)

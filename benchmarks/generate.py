@@ -21,6 +21,12 @@ def run_once(model: edgelm.runtime.Model, prompt_ids: list[int], new_tokens: int
     return r["ttft_s"], (new_tokens - 1) / r["decode_s"], r["sample_s"] / r["decode_s"]
 
 
+def chat_prompt(model: edgelm.runtime.Model, n: int) -> list[int]:  # type: ignore[name-defined]
+    """An n-token prompt: a chat turn asking for a long story, repeated to length."""
+    base = model.encode([{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}])
+    return (base * (1 + n // len(base)))[:n]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("model")
@@ -30,8 +36,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     model = edgelm.load(args.model, threads=args.threads, context=args.prompt_tokens + args.new_tokens + 8)
-    base = model.encode([{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}])
-    prompt = (base * (1 + args.prompt_tokens // len(base)))[:args.prompt_tokens]
+    prompt = chat_prompt(model, args.prompt_tokens)
     for label, params in [("greedy", SamplingParams(temperature=0.0)),
                           ("sampled (rep 1.1, T 0.8, top-k 50, top-p 0.9)",
                            SamplingParams(temperature=0.8, top_k=50, top_p=0.9, repetition_penalty=1.1, seed=0))]:

@@ -51,35 +51,20 @@ class Backend:
 class EdgeLM(Backend):
     def __init__(self, path: str, threads: int, context: int) -> None:
         import edgelm
+        from edgelm.bench.runner import timed_generation
+        from edgelm.export.verify import teacher_forced
         from edgelm.sampling import SamplingParams
 
         self.model = edgelm.load(path, threads=threads, context=context)
         self.greedy = SamplingParams(temperature=0.0)
+        self._timed, self._forced = timed_generation, teacher_forced
 
     def generate(self, prompt: list[int], new_tokens: int) -> dict[str, Any]:
-        session, sampler = self.model.session, self.model.sampler
-        sampler.params = self.greedy
-        history = np.empty(len(prompt) + new_tokens, np.int64)
-        n = len(prompt)
-        history[:n] = prompt
-        self.model.reset()
-        t0 = time.perf_counter()
-        tok = sampler.sample(session.step(prompt), history[:n])
-        t1 = time.perf_counter()
-        for _ in range(new_tokens - 1):
-            history[n] = tok
-            n += 1
-            tok = sampler.sample(session.step([tok]), history[:n])
-        t2 = time.perf_counter()
-        history[n] = tok
-        return {"ttft_s": t1 - t0, "decode_s": t2 - t1, "tokens": history[len(prompt):n + 1].tolist()}
+        r = self._timed(self.model, prompt, new_tokens, self.greedy)  # the loop `edgelm bench` times
+        return {"ttft_s": r["ttft_s"], "decode_s": r["decode_s"], "tokens": r["tokens"]}
 
     def teacher_forced(self, ids: list[int], prefill: int) -> np.ndarray:
-        s = self.model.session
-        s.reset()
-        rows = [s.step(ids[:prefill]).copy()]
-        rows += [s.step(ids[t:t + 1]).copy() for t in range(prefill, len(ids) - 1)]
-        return np.stack(rows)
+        return self._forced(self.model.session, ids, prefill)  # the export verification's loop
 
 
 class GenAI(Backend):
@@ -115,16 +100,12 @@ class GenAI(Backend):
 
     def teacher_forced(self, ids: list[int], prefill: int) -> np.ndarray:
         g = self._generator(self.context)
-        g.append_tokens(np.asarray(ids[:prefill], np.int32))
-        rows = [np.asarray(g.get_logits(), np.float32).reshape(-1, self.vocab(g))[-1].copy()]
-        for t in range(prefill, len(ids) - 1):
-            g.append_tokens(np.asarray(ids[t:t + 1], np.int32))
-            rows.append(np.asarray(g.get_logits(), np.float32).reshape(-1, self.vocab(g))[-1].copy())
+        rows = []
+        for chunk in [ids[:prefill]] + [ids[t:t + 1] for t in range(prefill, len(ids) - 1)]:
+            g.append_tokens(np.asarray(chunk, np.int32))
+            logits = np.asarray(g.get_logits(), np.float32)
+            rows.append(logits.reshape(-1, logits.shape[-1])[-1].copy())  # the last position's
         return np.stack(rows)
-
-    @staticmethod
-    def vocab(g: Any) -> int:
-        return int(np.asarray(g.get_logits()).shape[-1])
 
 
 class LlamaCpp(Backend):

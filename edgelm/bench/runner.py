@@ -69,9 +69,10 @@ def _synthetic_prompt(model: Any, n: int) -> list[int]:
 
 
 def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams,
-                     meter: Meter | None = None, idle_w: float = 0.0) -> dict[str, float]:
-    """One generation through the runtime's session and sampler: seconds to first token,
-    seconds of decode, seconds of it spent sampling, and (with a meter) net joules."""
+                     meter: Meter | None = None, idle_w: float = 0.0) -> dict[str, Any]:
+    """One generation of exactly ``new_tokens`` (end-of-sequence does not stop it) through
+    the runtime's session and sampler: seconds to first token, seconds of decode, seconds
+    of it spent sampling, the tokens, and (with a meter) net joules."""
     session, sampler = model.session, model.sampler
     sampler.params = params
     sampler.reseed(params.seed if params.seed is not None else 0)
@@ -95,10 +96,12 @@ def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: Sam
         tok = sampler.sample(logits, history[:n])
         sample_s += time.perf_counter() - s0
     decode_s = time.perf_counter() - td
-    out = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": sample_s}
+    out: dict[str, Any] = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": sample_s}
     if meter is not None:
         reading = meter.stop()
         out["energy_j"] = max(0.0, reading.energy_j - idle_w * reading.duration_s)
+    history[n] = tok
+    out["tokens"] = history[len(prompt):].tolist()
     return out
 
 
@@ -127,7 +130,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
         time.sleep(IDLE_SECONDS)
         idle_w = m.stop().power_w
 
-    def one_run() -> dict[str, float]:
+    def one_run() -> dict[str, Any]:
         return timed_generation(model, prompt, new_tokens, params, meter=m, idle_w=idle_w)
 
     total = warmup + runs

@@ -19,7 +19,7 @@ import numpy as np
 from ..manifest import Quant, Verification
 from ..runtime.session import DecoderSession, SessionInfo
 
-__all__ = ["VERIFY_PROMPTS", "THRESHOLDS", "verify_model", "compare_logits"]
+__all__ = ["VERIFY_PROMPTS", "THRESHOLDS", "verify_model", "verify_sequences", "teacher_forced", "compare_logits"]
 
 #: Mixed prose, code, dialogue and facts, so agreement is not measured on one register.
 VERIFY_PROMPTS = [
@@ -84,29 +84,40 @@ def compare_logits(ref: np.ndarray, got: np.ndarray) -> tuple[float, float, floa
     return max_diff, agree, kl
 
 
+def verify_sequences(tokenizer_json: Path, vocab_size: int, *, prompts: int = 20, tokens: int = 64,
+                     prefill: int = 8) -> list[list[int]]:
+    """The verification's token sequences: each prompt's first ``tokens`` ids, those longer
+    than ``prefill`` (the peer comparison scores every runtime on the same ones)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    texts = (VERIFY_PROMPTS * (1 + prompts // len(VERIFY_PROMPTS)))[:prompts]
+    seqs = [[i for i in tok.encode(t, add_special_tokens=False).ids if i < vocab_size][:tokens] for t in texts]
+    return [ids for ids in seqs if len(ids) > prefill]
+
+
+def teacher_forced(session: DecoderSession, ids: list[int], prefill: int) -> np.ndarray:
+    """Next-token logits at positions ``prefill - 1 .. len(ids) - 2``: the first ``prefill``
+    tokens as one prefill, then one token a step through the KV cache (the decode path)."""
+    session.reset()
+    rows = [session.step(ids[:prefill]).copy()]
+    rows += [session.step(ids[t:t + 1]).copy() for t in range(prefill, len(ids) - 1)]
+    return np.stack(rows)
+
+
 def verify_model(onnx_path: Path, info: SessionInfo, torch_model: Any, tokenizer_json: Path, quant: Quant,
                  *, prompts: int = 20, tokens: int = 64, prefill: int = 8, enforced: bool = True,
                  min_agreement: float | None = None, threads: int | None = None, progress: Callable[[int], None] | None = None) -> Verification:
     import torch
-    from tokenizers import Tokenizer
 
     start = time.perf_counter()
-    tok = Tokenizer.from_file(str(tokenizer_json))
-    texts = (VERIFY_PROMPTS * (1 + prompts // len(VERIFY_PROMPTS)))[:prompts]
     session = DecoderSession(onnx_path, info, context=min(tokens, info.max_context), threads=threads)
     refs, gots = [], []
-    for text in texts:
-        ids = [i for i in tok.encode(text, add_special_tokens=False).ids if i < info.vocab_size][:tokens]
-        if len(ids) <= prefill:
-            continue
+    for ids in verify_sequences(tokenizer_json, info.vocab_size, prompts=prompts, tokens=tokens, prefill=prefill):
         with torch.no_grad():
             ref = torch_model(torch.tensor([ids])).logits[0].float().numpy()
-        session.reset()
-        got = [session.step(ids[:prefill]).copy()]
-        for t in range(prefill, len(ids) - 1):
-            got.append(session.step(ids[t:t + 1]).copy())
         refs.append(ref[prefill - 1:len(ids) - 1])
-        gots.append(np.stack(got))
+        gots.append(teacher_forced(session, ids, prefill))
         if progress:
             progress(1)
     ref_all, got_all = np.concatenate(refs), np.concatenate(gots)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import chat_prompt  # noqa: E402
 from peers.setup import ensure, peers  # noqa: E402
 
-from edgelm._io import cache_dir  # noqa: E402
+from edgelm._io import atomic_write_text, cache_dir  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "peers" / "worker.py"
@@ -306,7 +306,7 @@ def main() -> None:
              "top1_agreement": None if s.quality is None else s.quality[0],
              "mean_kl": None if s.quality is None else s.quality[1]} for s in systems]
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        atomic_write_text(args.json, json.dumps(rows, indent=2))
     if args.plot and not args.skip_quality:
         plot(rows, args.plot)
 
@@ -347,7 +347,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_title("SmolLM2-135M, 2 threads, greedy: speed against quality (marker area: peak RSS)", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    tmp = path.with_name(path.name + ".partial.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)  # never a half-written figure
     plt.close(fig)
 
 
@@ -389,6 +391,6 @@ def report(systems: list[System], bw: float, args: argparse.Namespace, prompt_le
 if __name__ == "__main__":
     try:
         main()
-    except (RuntimeError, OSError) as e:  # a peer that would not install, build or run
+    except (RuntimeError, OSError, ValueError) as e:  # a peer that would not install, build or run; a bad --from-json
         print(f"compare_peers: {e}", file=sys.stderr)
         sys.exit(1)

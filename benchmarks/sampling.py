@@ -85,7 +85,7 @@ def main() -> None:
     # vocabulary first (what process() returns), then draws from the same candidates.
     def copy_first_sample() -> int:
         out = sampler._process(logits, prev, pipe, fill=True)
-        return int(sampler._k.sample_processed(out, sampler._cand, sampler._n_cand, False, sampler._state))
+        return int(sampler._core.draw_processed())
 
     # Alternated call by call: this VM's speed drifts between blocks of calls.
     in_place, copy_first = paired_median_us(lambda: sampler.sample(logits, prev), copy_first_sample)

@@ -85,34 +85,58 @@ GREEDY = SamplingParams(temperature=0.0)
 
 
 class Sampler:
-    """Scratch buffers for one vocabulary size, and the random state of one sequence."""
+    """Scratch buffers for one vocabulary size, and the random state of one sequence.
+
+    A step of a decode loop (float32 logits, an int64 history) is one call into the
+    kernels; other inputs are converted and checked first.
+    """
 
     def __init__(self, vocab_size: int, params: SamplingParams | None = None) -> None:
         if not 1 <= vocab_size <= MAX_VOCAB:
             raise SamplingError(f"vocabulary size must be in [1, {MAX_VOCAB}], got {vocab_size}")
         self.vocab_size = int(vocab_size)
         self._k = _kernels()
-        self.params = params or SamplingParams()
-        # Two candidate output buffers 1 KiB apart: the kernel copies the logits into the
-        # output, and a copy whose destination sits within a few cache lines of the source
-        # modulo 4 KiB runs ~1.5x slower (loads falsely wait on stores: 4K aliasing).
-        self._out_buf = np.empty(vocab_size + 512, np.float32)
-        self._out = self._out_buf[:vocab_size]
-        self._src_addr = -1
+        # The output buffer has 256 spare floats: the kernel starts the output 1 KiB in when
+        # it would otherwise sit within a few cache lines of the logits modulo 4 KiB.
+        self._out_buf = np.empty(vocab_size + 256, np.float32)
         self._counts = np.zeros(vocab_size, np.int32)
         self._heap = np.empty(vocab_size, np.float32)
         self._probs = np.empty(vocab_size, np.float32)
         self._bmax = np.zeros(2 * ((vocab_size + 63) // 64), np.float32)  # block maxima, then flags
         self._cand = np.empty(vocab_size, _CANDIDATE)
-        self._state = np.zeros(1, np.uint64)
+        self._core = self._k.SamplerCore(self._out_buf, self._counts, self._heap, self._probs, self._cand,
+                                         self._bmax)
         self._no_prev = np.empty(0, np.int64)
-        self._n_cand = 0
+        self.params = params or SamplingParams()
         self.reseed(self.params.seed)
+
+    @property
+    def params(self) -> SamplingParams:
+        return self._params
+
+    @params.setter
+    def params(self, params: SamplingParams) -> None:
+        self._params = params
+        self._configure(params)
+
+    def _configure(self, p: SamplingParams) -> None:
+        self._core.configure(p.temperature, int(p.top_k), p.top_p, p.min_p, p.repetition_penalty,
+                             p.frequency_penalty, p.presence_penalty)
 
     def reseed(self, seed: int | None) -> None:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy) & (2**64 - 1)  # type: ignore[arg-type]
-        self._state[0] = np.uint64(seed)
+        self._core.reseed(seed)
+
+    @property
+    def _out(self) -> np.ndarray:
+        """The output of the last call (where the kernel wrote it)."""
+        start = self._core.out_offset
+        return self._out_buf[start:start + self.vocab_size]
+
+    @property
+    def _n_cand(self) -> int:
+        return int(self._core.n_cand)
 
     def _check(self, logits: np.ndarray, previous_tokens: Any) -> tuple[np.ndarray, np.ndarray]:
         logits = np.asarray(logits)
@@ -132,41 +156,40 @@ class Sampler:
             raise SamplingError("all logits are -inf: nothing to sample")
         if rc == -3:
             raise SamplingError(f"previous token ids must be in [0, {self.vocab_size})")
+        if rc == -4:
+            raise SamplingError(f"logits must be a 1-D array of {self.vocab_size} values")
+        raise SamplingError(f"sampling kernel error {rc}")
+
+    def _call(self, fn: Any, logits: Any, previous_tokens: Any, params: SamplingParams | None, *args: Any) -> int:
+        override = params is not None and params is not self._params
+        if override:
+            self._configure(params)  # type: ignore[arg-type]
+        try:
+            try:  # the decode loop's case: float32 logits, an int64 history (or none)
+                rc = fn(logits, self._no_prev if previous_tokens is None else previous_tokens, *args)
+            except (TypeError, ValueError):  # another dtype, shape, layout or a list: convert, check
+                rc = fn(*self._check(logits, previous_tokens), *args)
+        finally:
+            if override:
+                self._configure(self._params)
+        if rc < 0:
+            self._raise(rc)
+        return int(rc)
 
     def process(self, logits: np.ndarray, previous_tokens: Any = None,
                 params: SamplingParams | None = None) -> np.ndarray:
         """Processed logits in the sampler's own buffer (overwritten by the next call)."""
-        return self._process(logits, previous_tokens, params or self.params, fill=True)
+        return self._process(logits, previous_tokens, params, fill=True)
 
-    def _process(self, logits: np.ndarray, previous_tokens: Any, p: SamplingParams, fill: bool) -> np.ndarray:
-        logits, prev = self._check(logits, previous_tokens)
-        addr = logits.ctypes.data
-        if addr != self._src_addr:  # a decode loop passes the same buffer every step
-            self._src_addr = addr
-            delta = (self._out_buf.ctypes.data - addr) % 4096
-            start = 256 if delta < 512 or delta > 4096 - 512 else 0
-            self._out = self._out_buf[start:start + self.vocab_size]
-        rc = self._k.process_into(logits, self._out, prev, self._counts, self._heap, self._probs, self._cand,
-                                  self._bmax, fill, p.temperature, int(p.top_k), p.top_p, p.min_p,
-                                  p.repetition_penalty, p.frequency_penalty, p.presence_penalty)
-        if rc < 0:
-            self._raise(rc)
-        self._n_cand = int(rc)
+    def _process(self, logits: np.ndarray, previous_tokens: Any, p: SamplingParams | None, fill: bool) -> np.ndarray:
+        self._call(self._core.process, logits, previous_tokens, p, fill)
         return self._out
 
     def sample(self, logits: np.ndarray, previous_tokens: Any = None, params: SamplingParams | None = None) -> int:
-        p = params or self.params
-        if p.greedy:
-            # Greedy decoding applies no warpers (as transformers): penalties, then argmax.
-            logits, prev = self._check(logits, previous_tokens)
-            tok = self._k.greedy(logits, self._out, prev, self._counts, p.repetition_penalty,
-                                 p.frequency_penalty, p.presence_penalty)
-            if tok < 0:
-                self._raise(tok)
-            return int(tok)
-        # The draw after top-k reads only the candidates: no need to filter the whole vocabulary.
-        processed = self._process(logits, previous_tokens, p, fill=False)
-        return int(self._k.sample_processed(processed, self._cand, self._n_cand, p.greedy, self._state))
+        """The next token: greedy (penalties, then argmax, no warpers, as transformers) when
+        the temperature is 0, else a draw from the processed logits; the logits are read
+        in place."""
+        return self._call(self._core.sample, logits, previous_tokens, params)
 
 
 def process(logits: np.ndarray, params: SamplingParams, previous_tokens: Any = None) -> np.ndarray:

@@ -57,29 +57,121 @@ cdef extern from *:
         return (edgelm_v4f)(((edgelm_v4i)a & mask) | ((edgelm_v4i)b & ~mask));
     }
 
+    /* Lane-wise max (exact: no rounding, so the same on every machine) and "either lane is
+       NaN": one instruction each on SSE2 and NEON, a compare-and-select elsewhere. */
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    static inline edgelm_v4f edgelm_max4(edgelm_v4f a, edgelm_v4f b) { return (edgelm_v4f)_mm_max_ps((__m128)a, (__m128)b); }
+    static inline edgelm_v4i edgelm_unord4(edgelm_v4f a, edgelm_v4f b) { return (edgelm_v4i)_mm_cmpunord_ps((__m128)a, (__m128)b); }
+    #elif defined(__ARM_NEON)
+    #include <arm_neon.h>
+    static inline edgelm_v4f edgelm_max4(edgelm_v4f a, edgelm_v4f b) { return (edgelm_v4f)vmaxq_f32((float32x4_t)a, (float32x4_t)b); }
+    static inline edgelm_v4i edgelm_unord4(edgelm_v4f a, edgelm_v4f b) { return (a != a) | (b != b); }
+    #else
+    static inline edgelm_v4f edgelm_max4(edgelm_v4f a, edgelm_v4f b) { return edgelm_sel4(a > b, a, b); }
+    static inline edgelm_v4i edgelm_unord4(edgelm_v4f a, edgelm_v4f b) { return (a != a) | (b != b); }
+    #endif
+
+    #if defined(__SSE2__)
+    static inline int edgelm_any4(edgelm_v4i m) { return _mm_movemask_ps((__m128)m) != 0; }
+    #else
+    static inline int edgelm_any4(edgelm_v4i m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
+    #endif
+
+    /* max of x[0..n) (n >= 1, no NaN): four lanes, two accumulators. */
+    static inline float edgelm_max(const float* restrict x, Py_ssize_t n) {
+        Py_ssize_t i = 0, j;
+        float m = x[0];
+        if (n >= 8) {
+            edgelm_v4f a = edgelm_load4(x), b = edgelm_load4(x + 4);
+            for (i = 8; i + 8 <= n; i += 8) {
+                a = edgelm_max4(edgelm_load4(x + i), a);
+                b = edgelm_max4(edgelm_load4(x + i + 4), b);
+            }
+            a = edgelm_max4(a, b);
+            m = a[0];
+            for (j = 1; j < 4; j++) m = a[j] > m ? a[j] : m;
+        }
+        for (; i < n; i++) m = x[i] > m ? x[i] : m;
+        return m;
+    }
+
+    /* The layout of Candidate (_typedefs.pxd) and of edgelm.sampling's numpy dtype. */
+    typedef struct { float value; int32_t index; } edgelm_cand;
+
+    /* Append (x[i], i) for every i in [start, end) with x[i] >= lo to cand[c...]; returns
+       the new count. Eight values are tested at once and skipped together (almost all
+       are below lo); a group with a hit is written branch-free: always write, advance
+       when kept (in bounds while c <= start). */
+    static inline Py_ssize_t edgelm_collect_ge(const float* restrict x, Py_ssize_t start, Py_ssize_t end,
+                                               float lo, void* restrict out, Py_ssize_t c) {
+        edgelm_cand* cand = (edgelm_cand*)out;
+        const edgelm_v4f lo4 = {lo, lo, lo, lo};
+        Py_ssize_t i = start, j;
+        for (; i + 8 <= end; i += 8) {
+            if (!edgelm_any4((edgelm_load4(x + i) >= lo4) | (edgelm_load4(x + i + 4) >= lo4))) continue;
+            for (j = i; j < i + 8; j++) {
+                cand[c].value = x[j];
+                cand[c].index = (int32_t)j;
+                c += x[j] >= lo;
+            }
+        }
+        for (; i < end; i++) {
+            cand[c].value = x[i];
+            cand[c].index = (int32_t)i;
+            c += x[i] >= lo;
+        }
+        return c;
+    }
+
+    #if defined(__clang__)
+    #define EDGELM_SHUF(a, b, i, j, k, l) __builtin_shufflevector((a), (b), i, j, k, l)
+    #else
+    #define EDGELM_SHUF(a, b, i, j, k, l) __builtin_shuffle((a), (b), (edgelm_v4i){i, j, k, l})
+    #endif
+
+    /* Lane-wise max over one block of EDGELM_BLOCK values (copied to out when copy is set);
+       NaN lanes are or-ed into bad. */
+    static inline edgelm_v4f edgelm_vblock(const float* restrict s, float* restrict out, const int copy,
+                                           edgelm_v4i* bad) {
+        edgelm_v4f m0 = edgelm_load4(s), m1 = edgelm_load4(s + 4);
+        for (Py_ssize_t i = 0; i < EDGELM_BLOCK; i += 8) {
+            edgelm_v4f v0 = edgelm_load4(s + i), v1 = edgelm_load4(s + i + 4);
+            if (copy) {
+                edgelm_store4(out + i, v0);
+                edgelm_store4(out + i + 4, v1);
+            }
+            *bad |= edgelm_unord4(v0, v1);
+            m0 = edgelm_max4(v0, m0);
+            m1 = edgelm_max4(v1, m1);
+        }
+        return edgelm_max4(m1, m0);
+    }
+
     /* bmax[b] = max of block b of EDGELM_BLOCK values, and out = src when copy is set;
        non-zero if any NaN. Written with GCC/Clang vector types (SSE2 on x86-64, NEON on
-       arm64); copy is a constant at both call sites, so each gets its own loop. */
+       arm64); copy is a constant at both call sites, so each gets its own loop. Four
+       blocks' lane maxima are reduced together by shuffles (a transpose), one store. */
     static inline int edgelm_block_max(const float* restrict src, float* restrict out, Py_ssize_t n,
                                        float* restrict bmax, const int copy) {
         Py_ssize_t b, i, j, nb = n / EDGELM_BLOCK;
         edgelm_v4i bad = {0, 0, 0, 0};
-        for (b = 0; b < nb; b++) {
-            const float* s = src + b * EDGELM_BLOCK;
-            edgelm_v4f m0 = edgelm_load4(s), m1 = edgelm_load4(s + 4);
-            for (i = 0; i < EDGELM_BLOCK; i += 8) {
-                edgelm_v4f v0 = edgelm_load4(s + i), v1 = edgelm_load4(s + i + 4);
-                if (copy) {
-                    edgelm_store4(out + b * EDGELM_BLOCK + i, v0);
-                    edgelm_store4(out + b * EDGELM_BLOCK + i + 4, v1);
-                }
-                bad |= (v0 != v0) | (v1 != v1);
-                m0 = edgelm_sel4(v0 > m0, v0, m0);
-                m1 = edgelm_sel4(v1 > m1, v1, m1);
-            }
-            m0 = edgelm_sel4(m1 > m0, m1, m0);
-            float m = m0[0];
-            for (j = 1; j < 4; j++) m = m0[j] > m ? m0[j] : m;
+        for (b = 0; b + 4 <= nb; b += 4) {
+            const Py_ssize_t o = b * EDGELM_BLOCK;
+            float* d = copy ? out + o : out;  /* out is NULL when not copying */
+            edgelm_v4f m0 = edgelm_vblock(src + o, d, copy, &bad);
+            edgelm_v4f m1 = edgelm_vblock(src + o + EDGELM_BLOCK, d + (copy ? EDGELM_BLOCK : 0), copy, &bad);
+            edgelm_v4f m2 = edgelm_vblock(src + o + 2 * EDGELM_BLOCK, d + (copy ? 2 * EDGELM_BLOCK : 0), copy, &bad);
+            edgelm_v4f m3 = edgelm_vblock(src + o + 3 * EDGELM_BLOCK, d + (copy ? 3 * EDGELM_BLOCK : 0), copy, &bad);
+            /* p = [max(a0,a2), max(a1,a3), max(b0,b2), max(b1,b3)] for blocks a=0,b=1; q for 2,3 */
+            edgelm_v4f p = edgelm_max4(EDGELM_SHUF(m0, m1, 0, 1, 4, 5), EDGELM_SHUF(m0, m1, 2, 3, 6, 7));
+            edgelm_v4f q = edgelm_max4(EDGELM_SHUF(m2, m3, 0, 1, 4, 5), EDGELM_SHUF(m2, m3, 2, 3, 6, 7));
+            edgelm_store4(bmax + b, edgelm_max4(EDGELM_SHUF(p, q, 0, 2, 4, 6), EDGELM_SHUF(p, q, 1, 3, 5, 7)));
+        }
+        for (; b < nb; b++) {
+            edgelm_v4f m4 = edgelm_vblock(src + b * EDGELM_BLOCK, copy ? out + b * EDGELM_BLOCK : out, copy, &bad);
+            float m = m4[0];
+            for (j = 1; j < 4; j++) m = m4[j] > m ? m4[j] : m;
             bmax[b] = m;
         }
         int any_bad = (bad[0] | bad[1] | bad[2] | bad[3]) != 0;
@@ -173,6 +265,9 @@ cdef extern from *:
     void edgelm_exp_buckets(const float* x, Py_ssize_t n, float m, float scale, int32_t last, float* p,
                             int32_t* bucket) noexcept nogil
     void edgelm_filter_below(float* out, Py_ssize_t n, float thr) noexcept nogil
+    float edgelm_max(const float* x, Py_ssize_t n) noexcept nogil
+    Py_ssize_t edgelm_collect_ge(const float* x, Py_ssize_t start, Py_ssize_t end, float lo, void* cand,
+                                 Py_ssize_t c) noexcept nogil
     enum: EDGELM_BLOCK
 
 # Return codes of the inner functions (the Python wrapper turns them into errors).
@@ -210,6 +305,23 @@ cdef int _cmp_desc(const void* a, const void* b) noexcept nogil:
     return (x.index > y.index) - (x.index < y.index)
 
 
+cdef void _sort_desc(Candidate* cand, Py_ssize_t n) noexcept nogil:
+    """Sort by ``_cmp_desc``'s order (a total order, so any correct sort gives the same
+    list): insertion sort for the short lists top-k leaves, qsort above 64."""
+    cdef Py_ssize_t i, j
+    cdef Candidate c
+    if n > 64:
+        qsort(cand, n, sizeof(Candidate), _cmp_desc)
+        return
+    for i in range(1, n):
+        c = cand[i]
+        j = i
+        while j > 0 and (cand[j - 1].value < c.value or (cand[j - 1].value == c.value and cand[j - 1].index > c.index)):
+            cand[j] = cand[j - 1]
+            j -= 1
+        cand[j] = c
+
+
 cdef void _sift_down(float* heap, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
     cdef Py_ssize_t c
     cdef float t
@@ -240,37 +352,6 @@ cdef float _kth_largest(const float* x, Py_ssize_t n, Py_ssize_t k, float* heap)
             heap[0] = x[i]
             _sift_down(heap, k, 0)
     return heap[0]
-
-
-cdef float _max(const float* x, Py_ssize_t n) noexcept nogil:
-    """The numpy equivalent is ``x.max()`` (for NaN-free x). Eight independent
-    accumulators: the compiler cannot vectorize a float max, but the CPU overlaps them."""
-    cdef float m[8]
-    cdef Py_ssize_t i, j
-    cdef Py_ssize_t n8 = n - n % 8
-    for j in range(8):
-        m[j] = -INFINITY
-    for i in range(0, n8, 8):
-        for j in range(8):
-            if x[i + j] > m[j]:
-                m[j] = x[i + j]
-    for i in range(n8, n):
-        if x[i] > m[0]:
-            m[0] = x[i]
-    for j in range(1, 8):
-        if m[j] > m[0]:
-            m[0] = m[j]
-    return m[0]
-
-
-cdef int _copy_checked(const float* src, float* out, Py_ssize_t n) noexcept nogil:
-    """Copy ``src`` to ``out``; non-zero if any value is NaN (one vectorizable pass)."""
-    cdef Py_ssize_t i
-    cdef int bad = 0
-    for i in range(n):
-        out[i] = src[i]
-        bad |= src[i] != src[i]
-    return bad
 
 
 cdef inline Py_ssize_t _block_end(Py_ssize_t b, Py_ssize_t n) noexcept nogil:
@@ -326,11 +407,7 @@ cdef Py_ssize_t _top_k_candidates(const float* src, const float* out, const floa
             continue
         end = _block_end(b, n)
         x = src if dirty != NULL and dirty[b] == 0.0 else out
-        for i in range(b * EDGELM_BLOCK, end):
-            if x[i] >= lo:
-                cand[n_c].value = x[i]
-                cand[n_c].index = <int32_t>i
-                n_c += 1
+        n_c = edgelm_collect_ge(x, b * EDGELM_BLOCK, end, lo, cand, n_c)
     # The exact k-th largest among the (>= k) values found.
     for i in range(n_c):
         scratch[i] = cand[i].value
@@ -408,7 +485,7 @@ cdef int _top_p(float* out, Py_ssize_t n, float m, double top_p, float* probs, i
             cand[n_cand].value = out[i]
             cand[n_cand].index = <int32_t>i
             n_cand += 1
-    qsort(cand, n_cand, sizeof(Candidate), _cmp_desc)
+    _sort_desc(cand, n_cand)
     _cut_sorted(cand, n_cand, probs, acc, total, tail_allowed, out)
     return OK
 
@@ -434,7 +511,7 @@ cdef Py_ssize_t _top_p_candidates(Candidate* cand, Py_ssize_t n_cand, double top
     sorted first in ``cand``."""
     cdef Py_ssize_t i
     cdef double total = 0.0
-    qsort(cand, n_cand, sizeof(Candidate), _cmp_desc)
+    _sort_desc(cand, n_cand)
     cdef float m = cand[0].value
     for i in range(n_cand):
         probs[cand[i].index] = edgelm_exp_neg(cand[i].value - m)
@@ -465,7 +542,7 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
     cdef Py_ssize_t i, b, end, n_cand = 0, w
     cdef Py_ssize_t nb = (n + EDGELM_BLOCK - 1) // EDGELM_BLOCK
     cdef float* dirty = bmax + nb
-    cdef bint lazy = not fill and 0 < cfg.top_k <= nb
+    cdef bint lazy = not fill and 0 < cfg.top_k <= nb and cfg.top_k < n  # top-k runs and reads in place
     cdef bint penalised = n_prev > 0 and (cfg.repetition_penalty != 1.0 or cfg.frequency_penalty != 0.0
                                           or cfg.presence_penalty != 0.0)
     cdef float thr, m
@@ -497,11 +574,8 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
             if dirty[b] == 1.0:
                 dirty[b] = 2.0
                 end = _block_end(b, n)
-                bmax[b] = _max(out + b * EDGELM_BLOCK, end - b * EDGELM_BLOCK)
-    m = bmax[0]
-    for b in range(1, nb):
-        if bmax[b] > m:
-            m = bmax[b]
+                edgelm_bmax(out + b * EDGELM_BLOCK, end - b * EDGELM_BLOCK, bmax + b)
+    m = edgelm_max(bmax, nb)
     if m == -INFINITY:
         _clear_flags(dirty, prev, n_prev, penalised)
         return ERR_ALL_INF
@@ -553,27 +627,23 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
 
 
 cdef int64_t greedy_token(const float* src, float* out, Py_ssize_t n, const int64_t* prev, Py_ssize_t n_prev,
-                          int32_t* counts, SamplingConfig* cfg) noexcept nogil:
-    """argmax after the penalties (no warpers, as transformers' greedy decoding)."""
-    cdef Py_ssize_t i
-    cdef int bad = 0
-    for i in range(n_prev):
-        if prev[i] < 0 or prev[i] >= n:
-            return ERR_TOKEN_RANGE
-    if cfg.repetition_penalty == 1.0 and cfg.frequency_penalty == 0.0 and cfg.presence_penalty == 0.0:
-        for i in range(n):
-            bad |= src[i] != src[i]
-        if bad:
-            return ERR_NAN
-        if _max(src, n) == -INFINITY:
-            return ERR_ALL_INF
-        return argmax(src, n)
-    if _copy_checked(src, out, n):
-        return ERR_NAN
-    _apply_penalties(src, out, n, prev, n_prev, counts, cfg)
-    if _max(out, n) == -INFINITY:
-        return ERR_ALL_INF
-    return argmax(out, n)
+                          int32_t* counts, SamplingConfig* cfg, float* heap, float* probs, Candidate* cand,
+                          float* bmax) noexcept nogil:
+    """argmax after the penalties (no warpers, as transformers' greedy decoding): top-k with
+    k = 1 on the read-in-place path, whose candidates are the maximum's ties in index
+    order, so the first is numpy's ``argmax``."""
+    cdef SamplingConfig top1 = cfg[0]
+    cdef Py_ssize_t rc
+    top1.temperature = 1.0
+    top1.top_k = 1
+    top1.top_p = 1.0
+    top1.min_p = 0.0
+    if n == 1:  # nothing to choose; the checks still apply
+        top1.top_k = 0
+        rc = process_logits(src, out, n, prev, n_prev, counts, &top1, heap, probs, cand, bmax, 1)
+        return rc if rc < 0 else 0
+    rc = process_logits(src, out, n, prev, n_prev, counts, &top1, heap, probs, cand, bmax, 0)
+    return rc if rc < 0 else cand[0].index
 
 
 cdef int64_t draw_candidates(const Candidate* cand, Py_ssize_t n_cand, uint64_t* state) noexcept nogil:
@@ -594,20 +664,9 @@ cdef int64_t draw_candidates(const Candidate* cand, Py_ssize_t n_cand, uint64_t*
     return cand[n_cand - 1].index
 
 
-cdef int64_t argmax(const float* x, Py_ssize_t n) noexcept nogil:
-    """First index of the maximum; the numpy equivalent is ``np.argmax(x)``."""
-    cdef Py_ssize_t i, best = 0
-    cdef float m = x[0]
-    for i in range(1, n):
-        if x[i] > m:
-            m = x[i]
-            best = i
-    return best
-
-
 cdef int64_t draw(const float* logits, Py_ssize_t n, uint64_t* state) noexcept nogil:
     """One index drawn from softmax(logits) by inverse CDF with a splitmix64 uniform."""
-    cdef float m = _max(logits, n)
+    cdef float m = edgelm_max(logits, n)
     cdef Py_ssize_t i, last = 0
     cdef double total = 0.0, u, acc = 0.0
     for i in range(n):
@@ -623,7 +682,11 @@ cdef int64_t draw(const float* logits, Py_ssize_t n, uint64_t* state) noexcept n
     return last  # rounding left u at the very top: the last kept token
 
 
-# -- Python face: thin wrappers over contiguous memoryviews; edgelm.sampling validates. --
+# -- Python face: one object per sampler holds the scratch pointers, so a decode step is
+# one call that acquires two buffers (the logits and the history); edgelm.sampling validates.
+
+DEF ERR_SHAPE = -4
+
 
 cdef inline SamplingConfig _config(double temperature, int64_t top_k, double top_p, double min_p,
                                    double repetition_penalty, double frequency_penalty,
@@ -639,44 +702,93 @@ cdef inline SamplingConfig _config(double temperature, int64_t top_k, double top
     return cfg
 
 
-def process_into(const float[::1] logits, float[::1] out, const int64_t[::1] prev, int32_t[::1] counts,
-                 float[::1] heap, float[::1] probs, Candidate[::1] cand, float[::1] bmax, bint fill,
-                 double temperature, int64_t top_k, double top_p, double min_p, double repetition_penalty,
-                 double frequency_penalty, double presence_penalty):
-    """Process into ``out``; returns the kept-candidate count (>= 0) or an error code (< 0).
-    ``bmax`` holds 2 x ceil(n / 64) floats (zeros); with ``fill`` false and top-k on, ``out`` is not
-    filtered (only the candidates are meaningful)."""
-    cdef SamplingConfig cfg = _config(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
-                                      presence_penalty)
-    cdef Py_ssize_t rc
-    cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
-    with nogil:
-        rc = process_logits(&logits[0], &out[0], logits.shape[0], prev_ptr, prev.shape[0], &counts[0], &cfg,
-                            &heap[0], &probs[0], &cand[0], &bmax[0], fill)
-    return rc
+cdef class SamplerCore:
+    """Scratch buffers (owned by the caller's numpy arrays), the sampling configuration and
+    the random state of one sampler. Methods return token ids or kept-candidate counts
+    (>= 0), or an error code (< 0): -1 NaN, -2 all -inf, -3 history id out of range,
+    -4 wrong number of logits."""
+    cdef readonly Py_ssize_t n
+    cdef readonly Py_ssize_t out_offset  # where out starts in out_buf (4K-aliasing guard)
+    cdef readonly Py_ssize_t n_cand
+    cdef float[::1] _out_buf
+    cdef int32_t[::1] _counts
+    cdef float[::1] _heap
+    cdef float[::1] _probs
+    cdef Candidate[::1] _cand
+    cdef float[::1] _bmax
+    cdef SamplingConfig _cfg
+    cdef uint64_t _state
 
+    def __init__(self, float[::1] out_buf, int32_t[::1] counts, float[::1] heap, float[::1] probs,
+                 Candidate[::1] cand, float[::1] bmax):
+        cdef Py_ssize_t n = counts.shape[0]
+        if (n < 1 or out_buf.shape[0] < n + 256 or heap.shape[0] < n or probs.shape[0] < n
+                or cand.shape[0] < n or bmax.shape[0] < 2 * ((n + EDGELM_BLOCK - 1) // EDGELM_BLOCK)):
+            raise ValueError("scratch buffers too small for the vocabulary")
+        self.n = n
+        self._out_buf, self._counts, self._heap, self._probs, self._cand, self._bmax = \
+            out_buf, counts, heap, probs, cand, bmax
+        self._cfg = _config(1.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0)
 
-def greedy(const float[::1] logits, float[::1] out, const int64_t[::1] prev, int32_t[::1] counts,
-           double repetition_penalty, double frequency_penalty, double presence_penalty):
-    """Greedy next token (>= 0) or an error code (< 0)."""
-    cdef SamplingConfig cfg = _config(0.0, 0, 1.0, 0.0, repetition_penalty, frequency_penalty, presence_penalty)
-    cdef int64_t tok
-    cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
-    with nogil:
-        tok = greedy_token(&logits[0], &out[0], logits.shape[0], prev_ptr, prev.shape[0], &counts[0], &cfg)
-    return tok
+    def configure(self, double temperature, int64_t top_k, double top_p, double min_p,
+                  double repetition_penalty, double frequency_penalty, double presence_penalty):
+        self._cfg = _config(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
+                            presence_penalty)
 
+    def reseed(self, uint64_t seed):
+        self._state = seed
 
-def sample_processed(const float[::1] processed, Candidate[::1] cand, Py_ssize_t n_cand, bint greedy,
-                     uint64_t[::1] state):
-    """The next token from processed logits: argmax when greedy, else a draw (from the
-    first ``n_cand`` candidates when top-k listed them, from the whole vocabulary if 0)."""
-    cdef int64_t tok
-    with nogil:
-        if greedy:
-            tok = argmax(&processed[0], processed.shape[0])
-        elif n_cand > 0:
-            tok = draw_candidates(&cand[0], n_cand, &state[0])
-        else:
-            tok = draw(&processed[0], processed.shape[0], &state[0])
-    return tok
+    cdef inline float* _out_for(self, const float* src) noexcept nogil:
+        # The output may not start within 512 B of the source modulo 4 KiB: a copy whose
+        # loads and stores alias that way runs ~1.5x slower (4K aliasing).
+        cdef float* base = &self._out_buf[0]
+        cdef size_t delta = (<size_t>base - <size_t>src) % 4096
+        self.out_offset = 256 if delta < 512 or delta > 4096 - 512 else 0
+        return base + self.out_offset
+
+    cdef Py_ssize_t _process(self, const float[::1] logits, const int64_t[::1] prev, bint fill) noexcept:
+        cdef Py_ssize_t rc
+        cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
+        if logits.shape[0] != self.n:
+            return ERR_SHAPE
+        with nogil:
+            rc = process_logits(&logits[0], self._out_for(&logits[0]), self.n, prev_ptr, prev.shape[0],
+                                &self._counts[0], &self._cfg, &self._heap[0], &self._probs[0], &self._cand[0],
+                                &self._bmax[0], fill)
+        self.n_cand = rc if rc > 0 else 0
+        return rc
+
+    def process(self, const float[::1] logits, const int64_t[::1] prev, bint fill=True):
+        """Process into the output buffer (at ``out_offset``); with ``fill`` false and top-k
+        on, only the first ``n_cand`` candidates are meaningful."""
+        return self._process(logits, prev, fill)
+
+    def draw_processed(self):
+        """The next token from the last ``process``: a draw from the candidates top-k listed,
+        or from the whole processed vocabulary."""
+        cdef int64_t tok
+        with nogil:
+            if self.n_cand > 0:
+                tok = draw_candidates(&self._cand[0], self.n_cand, &self._state)
+            else:
+                tok = draw(&self._out_buf[self.out_offset], self.n, &self._state)
+        return tok
+
+    def sample(self, const float[::1] logits, const int64_t[::1] prev):
+        """The next token: argmax after the penalties when the temperature is 0 (no warpers,
+        as transformers' greedy decoding), else a draw. The logits are read in place."""
+        cdef int64_t tok
+        cdef Py_ssize_t rc
+        cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
+        if logits.shape[0] != self.n:
+            return ERR_SHAPE
+        if self._cfg.temperature == 0.0:
+            with nogil:
+                tok = greedy_token(&logits[0], self._out_for(&logits[0]), self.n, prev_ptr, prev.shape[0],
+                                   &self._counts[0], &self._cfg, &self._heap[0], &self._probs[0], &self._cand[0],
+                                   &self._bmax[0])
+            return tok
+        rc = self._process(logits, prev, False)
+        if rc < 0:
+            return rc
+        return self.draw_processed()

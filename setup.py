@@ -1,4 +1,5 @@
-"""Builds the Cython kernels in kernels/ into edgelm._kernels (metadata is in pyproject.toml).
+"""Builds the Cython kernels in kernels/ into edgelm._kernels, and edgelm's ONNX Runtime
+custom operator (kernels/ortops/, plain C) into edgelm._ortops (metadata is in pyproject.toml).
 
 Bounds checks are off; set EDGELM_KERNEL_DEBUG=1 at build time to turn them (and
 wraparound) on when debugging a kernel.
@@ -32,4 +33,13 @@ extensions = [
     for pyx in sorted(Path("kernels").glob("_*.pyx"))
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["kernels"]))
+# A plain shared library that ONNX Runtime loads by path (register_custom_ops_library); it has
+# no Python entry point and is never imported. Its AVX2 code is chosen at run time.
+ortops = Extension(
+    "edgelm._ortops",
+    ["kernels/ortops/qmatmul.c"],
+    extra_compile_args=(["-O3"] if not DEBUG else ["-O0", "-g"]) + ["-std=c11", "-fvisibility=hidden"],
+    libraries=["m"],
+)
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["kernels"]) + [ortops])

@@ -84,7 +84,7 @@ def main() -> None:
     # sample() reads the logits in place; the other path copies and filters the whole
     # vocabulary first (what process() returns), then draws from the same candidates.
     def copy_first_sample() -> int:
-        out = sampler._process(logits, prev, pipe, fill=True)
+        sampler._process(logits, prev, pipe, fill=True)
         return int(sampler._core.draw_processed())
 
     # Alternated call by call: this VM's speed drifts between blocks of calls.

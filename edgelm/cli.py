@@ -23,7 +23,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import ExportConfig, export, format_summary
 
     cfg = ExportConfig(quant=args.quant, verify=not args.no_verify, verify_prompts=args.verify_prompts,
-                       force=args.force, accuracy_level=args.accuracy_level, min_agreement=args.min_agreement, progress=not args.quiet and not args.json, threads=args.threads)
+                       force=args.force, accuracy_level=args.accuracy_level, kernel=args.kernel, min_agreement=args.min_agreement, progress=not args.quiet and not args.json, threads=args.threads)
     result = export(args.source, args.output, cfg)
     if args.json:
         print(json.dumps({"folder": str(result.folder), "manifest": result.manifest.to_dict()}, indent=2))
@@ -314,8 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p.add_argument("--no-verify", action="store_true", help="skip the check against the PyTorch model")
     p.add_argument("--verify-prompts", type=int, default=20, metavar="N", help="prompts for verification (default 20)")
+    p.add_argument("--kernel", choices=["edgelm", "matmulnbits"], default="edgelm",
+                   help="what computes the quantized linears: edgelm's BlockQuantMatMul (block offsets inside, "
+                   "16-bit activations; default) or ONNX Runtime's MatMulNBits")
     p.add_argument("--accuracy-level", type=int, choices=[0, 1, 4], default=4,
-                   help="MatMulNBits compute precision: 4 = int8 activations (fast, default), 0/1 = float32")
+                   help="with --kernel matmulnbits: 4 = int8 activations (fast, default), 0/1 = float32")
     p.add_argument("--min-agreement", type=float, default=None, metavar="F",
                    help="top-1 agreement the quantized model must reach (default 0.97 int8, 0.95 int4)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for verification")

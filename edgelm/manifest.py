@@ -43,6 +43,9 @@ class QuantizationInfo:
     accuracy_level: int | None
     methods: dict[str, str] = field(default_factory=dict)
     float_tensors: list[str] = field(default_factory=list)
+    #: What computes the quantized linears: "edgelm" (BlockQuantMatMul, edgelm's compiled
+    #: operator library) or "matmulnbits" (ONNX Runtime's own); None for fp32.
+    linear_kernel: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Quant(self.mode))

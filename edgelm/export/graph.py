@@ -9,10 +9,13 @@ The graph is written directly (no tracing), so every choice that matters for a
   present (one buffer, updated in place).
 * RMSNorm and the residual add are fused (SkipSimplifiedLayerNormalization).
 * Only the last position goes through the final norm and the LM head.
-* Quantized linears are MatMulNBits (int8 activations with ``accuracy_level=4``); a
-  block offset (GGUF Q4_1, or asymmetric int4) is one extra small matmul on per-block
-  sums of the activations. A tied LM head and the embedding share one set of
-  quantized initializers: the embedding gathers rows of the head's packed codes.
+* Quantized linears are one node each: edgelm's ``BlockQuantMatMul`` (``kernel="edgelm"``,
+  the default; ``edgelm/runtime/ortops.py``), which takes the block offsets of GGUF Q4_1
+  or asymmetric int4 itself and computes with 16-bit activations; or ONNX Runtime's
+  MatMulNBits (``kernel="matmulnbits"``, int8 activations with ``accuracy_level=4``),
+  where a block offset costs one extra small matmul on per-block sums of the
+  activations. A tied LM head and the embedding share one set of quantized
+  initializers: the embedding gathers rows of the head's packed codes.
 
 Inputs: ``input_ids`` int64 [batch, seq]; ``seqlens_k`` int32 [batch] (tokens in the
 cache after this step, minus one); ``total_sequence_length`` int32 scalar;
@@ -31,10 +34,22 @@ from onnx import TensorProto, helper, numpy_helper
 from ..arch import Architecture
 from .quantize import QuantizedWeight
 
-__all__ = ["build_model", "OPSET", "io_names"]
+__all__ = ["build_model", "OPSET", "KERNELS", "io_names", "interleave_offsets"]
 
 OPSET = 21
 MS = "com.microsoft"
+EDGELM_DOMAIN = "ai.edgelm"
+KERNELS = ("edgelm", "matmulnbits")
+
+
+def interleave_offsets(offsets: np.ndarray) -> np.ndarray:
+    """Block offsets ``[N, blocks]`` in BlockQuantMatMul's layout ``[ceil(N/4), blocks, 4]``:
+    four rows side by side, so one vector load serves the four rows the kernel computes
+    together (rows past N are zero)."""
+    n, nb = offsets.shape
+    padded = np.zeros(((n + 3) // 4 * 4, nb), np.float32)
+    padded[:n] = offsets
+    return np.ascontiguousarray(padded.reshape(-1, 4, nb).transpose(0, 2, 1))
 
 
 def io_names(num_layers: int) -> dict[str, Any]:
@@ -51,7 +66,10 @@ def io_names(num_layers: int) -> dict[str, Any]:
 
 
 class _Builder:
-    def __init__(self, accuracy_level: int) -> None:
+    def __init__(self, accuracy_level: int, kernel: str = "edgelm") -> None:
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        self.kernel = kernel
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._names: set[str] = set()
@@ -88,6 +106,15 @@ class _Builder:
             n, k = w.shape
             b = self.const(f"{name}.qweight", w.packed())
             s = self.const(f"{name}.scales", w.scales)
+            if self.kernel == "edgelm":
+                inputs = [x, b, s]
+                if w.offsets is not None:
+                    inputs.append(self.const(f"{name}.block_offsets", interleave_offsets(w.offsets)))
+                y = self.op("BlockQuantMatMul", inputs, name=name, domain=EDGELM_DOMAIN, K=k, N=n, bits=w.bits,
+                            block_size=w.block_size)[0]
+                if bias is not None:
+                    y = self.op("Add", [y, self.const(f"{name}.bias", bias.astype(np.float32))])[0]
+                return y
             y = self.op("MatMulNBits", [x, b, s], name=name, domain=MS, K=k, N=n, bits=w.bits,
                         block_size=w.block_size, accuracy_level=self.accuracy_level)[0]
             if w.offsets is not None:
@@ -103,10 +130,11 @@ class _Builder:
 
 
 def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, sin: np.ndarray,
-                accuracy_level: int = 4, builder: type[_Builder] | None = None) -> onnx.ModelProto:
+                accuracy_level: int = 4, builder: type[_Builder] | None = None,
+                kernel: str = "edgelm") -> onnx.ModelProto:
     """Build the graph. ``weights`` holds canonical names; Q/K/V and gate/up already packed
     as ``L{i}.qkv`` / ``L{i}.gate_up`` (and ``L{i}.qkv_bias`` with attention bias)."""
-    g = (builder or _Builder)(accuracy_level)  # a subclass may emit linears differently (benchmarks)
+    g = (builder or _Builder)(accuracy_level, kernel)  # a subclass may emit linears differently (benchmarks)
     names = io_names(arch.num_layers)
     h, eps = arch.hidden_size, float(arch.rms_norm_eps)
     cos_c = g.const("rotary.cos_cache", cos.astype(np.float32))
@@ -188,7 +216,9 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
             inputs.append(helper.make_tensor_value_info(names[f"past_{kind}"][i], TensorProto.FLOAT, kv_shape))
             outputs.append(helper.make_tensor_value_info(names[f"present_{kind}"][i], TensorProto.FLOAT, kv_shape))
     graph = helper.make_graph(g.nodes, "edgelm_decoder", inputs, outputs, g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
-                              producer_name="edgelm")
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)]
+    if any(node.domain == EDGELM_DOMAIN for node in g.nodes):
+        opsets.append(helper.make_opsetid(EDGELM_DOMAIN, 1))
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="edgelm")
     model.ir_version = 10
     return model

@@ -25,7 +25,7 @@ from ..arch import Architecture
 from ..errors import ExportError, VerificationError
 from ..manifest import FileEntry, Manifest, Quant, QuantizationInfo, Verification, write_manifest
 from ..runtime.session import SessionInfo
-from .graph import build_model, io_names
+from .graph import KERNELS, build_model, io_names
 from .quantize import QuantizedWeight, quantize_asym, quantize_sym
 from .sources import LoadedSource, load_source
 
@@ -42,6 +42,9 @@ class ExportConfig:
     verify_prompts: int = 20
     verify_tokens: int = 64
     accuracy_level: int = 4
+    #: "edgelm" (BlockQuantMatMul: Q4_1 offsets inside, 16-bit activations) or
+    #: "matmulnbits" (ONNX Runtime's MatMulNBits at ``accuracy_level``).
+    kernel: str = "edgelm"
     force: bool = False
     progress: bool = True
     threads: int | None = None
@@ -54,6 +57,8 @@ class ExportConfig:
             raise ExportError(f"min_agreement must be in [0, 1], got {self.min_agreement}")
         if self.accuracy_level not in (0, 1, 4):
             raise ExportError(f"accuracy_level must be 0, 1 or 4, got {self.accuracy_level}")
+        if self.kernel not in KERNELS:
+            raise ExportError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
         if self.verify_prompts < 1 or self.verify_tokens < 16:
             raise ExportError("verification needs at least 1 prompt of at least 16 tokens")
 
@@ -237,7 +242,7 @@ def _export_loaded(src: LoadedSource, output: Path, cfg: ExportConfig, st: _Stag
         weights, methods = prepare_weights(src, cfg.quant, progress=cfg.progress)
     with st.stage("build graph"):
         cos, sin = src.rope_cos_sin(arch.max_context)
-        model = build_model(arch, weights, cos, sin, accuracy_level=cfg.accuracy_level)
+        model = build_model(arch, weights, cos, sin, accuracy_level=cfg.accuracy_level, kernel=cfg.kernel)
         del weights
         weight_bytes = _weight_bytes(model, arch)
     try:
@@ -310,8 +315,9 @@ def _manifest(src: LoadedSource, cfg: ExportConfig, folder: Path, weight_bytes: 
     qinfo = QuantizationInfo(
         mode=cfg.quant, linear_bits={Quant.FP32: None, Quant.INT8: 8, Quant.INT4: 4}[cfg.quant],
         embedding_bits=8 if quantized else None, head_bits=8 if quantized else None,
-        block_size=BLOCK_SIZE if quantized else None, accuracy_level=cfg.accuracy_level if quantized else None,
-        methods=methods, float_tensors=_float_tensors(cfg.quant, arch))
+        block_size=BLOCK_SIZE if quantized else None,
+        accuracy_level=cfg.accuracy_level if quantized and cfg.kernel == "matmulnbits" else None,
+        methods=methods, float_tensors=_float_tensors(cfg.quant, arch), linear_kernel=cfg.kernel if quantized else None)
     io = dict(io_names(arch.num_layers))
     io.update(model_file=MODEL_FILE, kv_layout="BNSH", kv_dtype="float32", kv_shared_buffer=True,
               logits="last position only", position_handling="GroupQueryAttention rotary from seqlens_k")

@@ -157,5 +157,6 @@ def load(folder: str | Path, threads: int | None = None, context: int | None = N
     except Exception as e:  # tokenizers raises a bare Exception for a bad file
         raise RuntimeLoadError(f"{folder}/tokenizer.json: {e}") from e
     session = DecoderSession(model_path, SessionInfo(a.num_layers, a.num_kv_heads, a.head_dim, a.vocab_size,
-                                                     a.max_context), context=ctx, threads=threads)
+                                                     a.max_context), context=ctx, threads=threads,
+                             needs_ortops=manifest.quantization.linear_kernel == "edgelm")
     return Model(folder, manifest, session, tokenizer)

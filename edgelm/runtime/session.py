@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RuntimeLoadError
+from . import ortops
 
 __all__ = ["DecoderSession", "SessionInfo"]
 
@@ -32,7 +33,7 @@ class DecoderSession:
     """One sequence (batch 1) on an edgelm ONNX decoder."""
 
     def __init__(self, onnx_path: Path, info: SessionInfo, *, context: int, threads: int | None = None,
-                 spinning: bool = True) -> None:
+                 spinning: bool = True, needs_ortops: bool = False) -> None:
         import onnxruntime as ort
 
         if context < 1:
@@ -46,6 +47,7 @@ class DecoderSession:
         so.intra_op_num_threads = int(threads or min(4, os.cpu_count() or 1))
         so.inter_op_num_threads = 1
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        ortops.register(so, required=needs_ortops)
         try:
             self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types

@@ -108,12 +108,23 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _current(folder: Path, kernel: str) -> bool:
+    """Whether a cached edgelm folder was made the way export makes it now."""
+    from edgelm.errors import EdgeLMError
+    from edgelm.manifest import read_manifest
+
+    try:
+        return read_manifest(folder).quantization.linear_kernel == kernel
+    except EdgeLMError:
+        return False
+
+
 def edgelm_folder(work: Path, quant: str) -> Path:
     from edgelm.export.pipeline import ExportConfig, export
     from edgelm.manifest import Quant
 
     out = work / f"edgelm-{quant}"
-    if not (out / "edgelm.json").exists():
+    if not _current(out, ExportConfig().kernel):
         print(f"[build] edgelm {quant} export", file=sys.stderr, flush=True)
         export("smollm2-135m", out, ExportConfig(quant=Quant(quant), force=True, progress=False))
     return out

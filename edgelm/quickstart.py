@@ -15,7 +15,7 @@ from pathlib import Path
 __all__ = ["quickstart"]
 
 PHONES = ["pixel-8-pro", "iphone-15-pro", "galaxy-a15"]
-QUESTION = "Which city is the capital of France?"
+QUESTION = "What is the capital of France?"
 TOKENS_PER_DAY = 20000
 
 

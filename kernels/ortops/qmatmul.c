@@ -316,11 +316,14 @@ __attribute__((target("avx2,fma"))) static void tile2x4_avx2(const Task* t, int6
     }
 }
 
+/* EDGELM_ORTOPS_PORTABLE=1 forces the portable C path (what a CPU without AVX2 runs), for tests. */
 static int have_avx2(void) {
     static int cached = -1;
     if (cached < 0) {
+        const char* portable = getenv("EDGELM_ORTOPS_PORTABLE");
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                 !(portable && portable[0] && portable[0] != '0');
     }
     return cached;
 }

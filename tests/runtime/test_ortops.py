@@ -1,0 +1,142 @@
+"""BlockQuantMatMul (kernels/ortops/qmatmul.c) against a float64 numpy reference.
+
+Shapes cover decode (M = 1), the prefill tile (M multiple of 4) and its remainders,
+N that is not a multiple of 4 (the portable tail), 4-bit with and without block
+offsets and 8-bit. The portable C path (what a CPU without AVX2 runs) is checked in a
+child process with EDGELM_ORTOPS_PORTABLE=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from edgelm.export.graph import interleave_offsets  # noqa: E402
+from edgelm.export.quantize import QuantizedWeight, quantize_asym, quantize_sym  # noqa: E402
+from edgelm.runtime import ortops  # noqa: E402
+
+pytestmark = pytest.mark.skipif(ortops.library_path() is None, reason="edgelm._ortops was not built")
+
+# |Y - reference| / max|reference|: 16-bit activations leave ~1e-5; int8 activations
+# (MatMulNBits' accuracy level 4) leave ~1e-2.
+TOL = 3e-4
+
+
+def _model(w: QuantizedWeight, block_size: int = 32) -> bytes:
+    n, k = w.shape
+    inits = [numpy_helper.from_array(w.packed(), "B"), numpy_helper.from_array(w.scales, "S")]
+    inputs = ["A", "B", "S"]
+    if w.offsets is not None:
+        inits.append(numpy_helper.from_array(interleave_offsets(w.offsets), "O"))
+        inputs.append("O")
+    node = helper.make_node(ortops.OP_TYPE, inputs, ["Y"], domain=ortops.DOMAIN, K=k, N=n, bits=w.bits,
+                            block_size=block_size)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(ortops.DOMAIN, 1)])
+    return model.SerializeToString()
+
+
+def _session(model: bytes, threads: int = 2) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    assert ortops.register(so)
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def _weights(kind: str, n: int, k: int, seed: int = 0) -> QuantizedWeight:
+    w = np.random.default_rng(seed).standard_normal((n, k)).astype(np.float32) * 0.05
+    return {"q4_offsets": lambda: quantize_asym(w, 4), "q4_sym": lambda: quantize_sym(w, 4),
+            "q8_sym": lambda: quantize_sym(w, 8)}[kind]()
+
+
+def _activations(m: int, k: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    # A few large channels, as in real hidden states.
+    return (rng.standard_normal((m, k)) * np.where(rng.random(k) < 0.03, 30.0, 1.0)).astype(np.float32)
+
+
+def _rel_err(y: np.ndarray, a: np.ndarray, w: QuantizedWeight) -> float:
+    ref = a.astype(np.float64) @ w.dequantize().astype(np.float64).T
+    return float(np.abs(y - ref).max() / np.abs(ref).max())
+
+
+@pytest.mark.parametrize("kind", ["q4_offsets", "q4_sym", "q8_sym"])
+@pytest.mark.parametrize("m", [1, 3, 4, 9, 64])
+def test_matches_numpy(kind: str, m: int) -> None:
+    w = _weights(kind, 202, 160)  # N = 202: not a multiple of 4
+    a = _activations(m, 160)
+    y = _session(_model(w)).run(None, {"A": a})[0]
+    assert y.shape == (m, 202)
+    assert _rel_err(y, a, w) < TOL
+
+
+def test_leading_dimensions_are_kept() -> None:
+    w = _weights("q4_offsets", 64, 96)
+    a = _activations(6, 96).reshape(1, 6, 96)
+    y = _session(_model(w)).run(None, {"A": a})[0]
+    assert y.shape == (1, 6, 64)
+    assert _rel_err(y.reshape(6, 64), a.reshape(6, 96), w) < TOL
+
+
+def test_more_precise_than_int8_activations() -> None:
+    """The reason the operator exists next to MatMulNBits: at the same weights, 16-bit
+    activations land far closer to the float product than MatMulNBits' int8 ones."""
+    w = _weights("q4_sym", 256, 576)
+    a = _activations(1, 576)
+    mine = _session(_model(w)).run(None, {"A": a})[0]
+    node = helper.make_node("MatMulNBits", ["A", "B", "S"], ["Y"], domain="com.microsoft", K=576, N=256, bits=4,
+                            block_size=32, accuracy_level=4)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w.packed(), "B"), numpy_helper.from_array(w.scales, "S")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+    theirs = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"A": a})[0]
+    assert _rel_err(mine, a, w) * 20 < _rel_err(theirs, a, w)
+
+
+def test_same_result_with_any_thread_count() -> None:
+    """Each output is computed whole by one task: no reduction order depends on threads."""
+    w = _weights("q4_offsets", 300, 192)
+    a = _activations(5, 192)
+    one = _session(_model(w), threads=1).run(None, {"A": a})[0]
+    two = _session(_model(w), threads=2).run(None, {"A": a})[0]
+    assert np.array_equal(one, two)
+
+
+def test_portable_path_matches_numpy() -> None:
+    code = f"""
+import json, sys, numpy as np
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+import test_ortops as t
+out = {{}}
+for kind in ("q4_offsets", "q4_sym", "q8_sym"):
+    for m in (1, 5):
+        w = t._weights(kind, 70, 96); a = t._activations(m, 96)
+        out[f"{{kind}}/{{m}}"] = t._rel_err(t._session(t._model(w)).run(None, {{"A": a}})[0], a, w)
+print(json.dumps(out))
+"""
+    env = dict(os.environ, EDGELM_ORTOPS_PORTABLE="1")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    errors = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(errors) == 6 and max(errors.values()) < TOL, errors
+
+
+def test_wrong_inner_dimension_is_an_error_not_a_crash() -> None:
+    s = _session(_model(_weights("q4_sym", 32, 64)))
+    with pytest.raises(Exception, match="last dimension of A must be K"):
+        s.run(None, {"A": np.zeros((1, 96), np.float32)})
+
+
+def test_unsupported_block_size_is_refused_at_load() -> None:
+    with pytest.raises(Exception, match="block_size must be 32"):
+        _session(_model(_weights("q4_sym", 32, 64), block_size=64))

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgelm.manifest import read_manifest
+from edgelm.runtime import ortops
 
 
 def main() -> None:
@@ -30,6 +31,7 @@ def main() -> None:
     m = read_manifest(folder)
     a = m.architecture
     so = ort.SessionOptions()
+    ortops.register(so)  # edgelm's BlockQuantMatMul, for folders that use it
     so.intra_op_num_threads = args.threads
     so.enable_profiling = True
     so.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "edgelm")

@@ -11,7 +11,8 @@ The graph is written directly (no tracing), so every choice that matters for a
 * Only the last position goes through the final norm and the LM head.
 * Quantized linears are one node each: edgelm's ``BlockQuantMatMul`` (``kernel="edgelm"``,
   the default; ``edgelm/runtime/ortops.py``), which takes the block offsets of GGUF Q4_1
-  or asymmetric int4 itself and computes with 16-bit activations; or ONNX Runtime's
+  or asymmetric int4 itself and computes with 16-bit activations (the down projection
+  also takes [gate | up] and applies SiLU(gate) * up itself); or ONNX Runtime's
   MatMulNBits (``kernel="matmulnbits"``, int8 activations with ``accuracy_level=4``),
   where a block offset costs one extra small matmul on per-block sums of the
   activations. A tied LM head and the embedding share one set of quantized
@@ -101,7 +102,14 @@ class _Builder:
             self._blocksums[key] = self.op("ReduceSum", [r, axes], keepdims=0)[0]
         return self._blocksums[key]
 
-    def linear(self, x: str, w: np.ndarray | QuantizedWeight, name: str, bias: np.ndarray | None = None) -> str:
+    def fuses_swiglu(self, w: np.ndarray | QuantizedWeight) -> bool:
+        """Whether ``linear(..., swiglu=True)`` takes [gate | up] itself (edgelm's kernel)."""
+        return self.kernel == "edgelm" and isinstance(w, QuantizedWeight)
+
+    def linear(self, x: str, w: np.ndarray | QuantizedWeight, name: str, bias: np.ndarray | None = None,
+               swiglu: bool = False) -> str:
+        if swiglu and not self.fuses_swiglu(w):
+            raise ValueError("only edgelm's kernel takes [gate | up] in the down projection")
         if isinstance(w, QuantizedWeight):
             n, k = w.shape
             b = self.const(f"{name}.qweight", w.packed())
@@ -111,7 +119,7 @@ class _Builder:
                 if w.offsets is not None:
                     inputs.append(self.const(f"{name}.block_offsets", interleave_offsets(w.offsets)))
                 y = self.op("BlockQuantMatMul", inputs, name=name, domain=EDGELM_DOMAIN, K=k, N=n, bits=w.bits,
-                            block_size=w.block_size)[0]
+                            block_size=w.block_size, **({"swiglu": 1} if swiglu else {}))[0]
                 if bias is not None:
                     y = self.op("Add", [y, self.const(f"{name}.bias", bias.astype(np.float32))])[0]
                 return y
@@ -176,11 +184,14 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
                                  [o, residual, g.const(f"L{i}.mlp_norm", weights[f"L{i}.mlp_norm"])],
                                  n_out=4, name=f"L{i}/mlp_norm", domain=MS, epsilon=eps)
         gu = g.linear(x, weights[f"L{i}.gate_up"], f"L{i}.gate_up")
-        gate, up = g.op("Split", [gu, g.const(f"const/split_{arch.intermediate_size}",
-                                              np.array([arch.intermediate_size] * 2, np.int64))],
-                        n_out=2, axis=-1)
-        act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])[0]])[0], up])[0]
-        down = g.linear(act, weights[f"L{i}.down"], f"L{i}.down")
+        if g.fuses_swiglu(weights[f"L{i}.down"]):  # silu(gate) * up inside the down projection
+            down = g.linear(gu, weights[f"L{i}.down"], f"L{i}.down", swiglu=True)
+        else:
+            gate, up = g.op("Split", [gu, g.const(f"const/split_{arch.intermediate_size}",
+                                                  np.array([arch.intermediate_size] * 2, np.int64))],
+                            n_out=2, axis=-1)
+            act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])[0]])[0], up])[0]
+            down = g.linear(act, weights[f"L{i}.down"], f"L{i}.down")
         if i + 1 < arch.num_layers:
             x, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
                                      [down, residual, g.const(f"L{i + 1}.attn_norm", weights[f"L{i + 1}.attn_norm"])],

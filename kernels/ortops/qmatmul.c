@@ -7,9 +7,9 @@
  * them ([N, K/32, 16] or [N, K/32, 32] bytes, 4-bit: element 2i in the low nibble) and
  * scales [N, K/32]. `offsets` is optional (symmetric formats); it is stored four rows
  * interleaved, [ceil(N/4), K/32, 4], so one vector load serves the four rows a pass
- * computes. This is GGUF Q4_1 (w = d*q + m) and Q8_0 in
- * one node: ONNX Runtime's MatMulNBits has no fast path for a float per-block offset, so
- * edgelm's graph used to add it with four more nodes per linear.
+ * computes. This is GGUF Q4_1 (offset = m + 8d) and Q8_0 in one node: ONNX Runtime's
+ * MatMulNBits has no fast path for a float per-block offset, so edgelm's graph used to
+ * add it with four more nodes per linear.
  *
  * Activations are quantized per 32-block to int16 (scale amax/32767), so the result is
  * within ~1e-5 relative of the float product: the int8 activations of MatMulNBits'
@@ -17,16 +17,19 @@
  * 16 x 16 -> 32-bit multiply-adds (AVX2 vpmaddwd: as many multiplies per weight as the
  * int8 path), summed exactly in int32 per block and scaled once per block.
  *
+ * With swiglu=1, A is [..., 2K] holding [gate | up] and the product takes silu(gate) * up
+ * (the MLP's activation, folded into the down projection's activation pass).
+ *
  * Built as a plain shared library (no Python), loaded with
  * SessionOptions.register_custom_ops_library(path). The onnxruntime wheel ships no C
  * headers, so the few ABI entries used are declared below: OrtApi is a table of function
  * pointers that ONNX Runtime only ever appends to, and OrtCustomOp a versioned struct.
  */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <math.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -65,6 +68,7 @@ enum {
     API_KernelContext_GetInputCount = 88,
     API_KernelContext_GetInput = 90,
     API_KernelContext_GetOutput = 91,
+    API_ReleaseStatus = 93,
     API_ReleaseTensorTypeAndShapeInfo = 99,
     API_KernelContext_ParallelFor = 274,
 };
@@ -88,6 +92,7 @@ typedef OrtStatus* (*KernelContextGetInputCountFn)(const OrtKernelContext*, size
 typedef OrtStatus* (*KernelContextGetInputFn)(const OrtKernelContext*, size_t, const OrtValue**);
 typedef OrtStatus* (*KernelContextGetOutputFn)(OrtKernelContext*, size_t, const int64_t*, size_t, OrtValue**);
 typedef void (*ReleaseTensorTypeAndShapeInfoFn)(OrtTensorTypeAndShapeInfo*);
+typedef void (*ReleaseStatusFn)(OrtStatus*);
 typedef OrtStatus* (*KernelContextParallelForFn)(const OrtKernelContext*, void (*)(void*, size_t), size_t, size_t,
                                                  void*);
 
@@ -120,10 +125,12 @@ typedef struct OrtCustomOp {
 /* ---- the kernel ---- */
 
 #define QBLOCK 32
+#define PREFILL_ROWS 8 /* from this many rows of A on, the float prefill kernel */
 
 typedef struct {
     const OrtApi* api;
     int64_t k, n, bits;
+    int64_t swiglu; /* A is [..., 2K] = [gate | up]; the product takes silu(gate) * up */
 } Kernel;
 
 /* Activations of one call, quantized once and read by every output row. Per row r and
@@ -131,10 +138,12 @@ typedef struct {
  * sum of the block. */
 typedef struct {
     const Kernel* kern;
+    const float* a;    /* float activations [m, K] (prefill path) */
     const uint8_t* codes;
     const float* scales;
     const float* offsets; /* NULL: symmetric */
     const int16_t* qa;
+    const int32_t* qz; /* per row and block: 8 int32, the first -8 * sum(q), for 4-bit codes */
     const float* da;
     const float* sa;
     float* y;
@@ -146,13 +155,20 @@ typedef struct {
  * in the float's low mantissa bits (|x| <= 2^22). Branch-free, so the loops vectorize. */
 #define ROUND_MAGIC 12582912.0f
 
-static inline void quantize_block(const float* x, int bits, int16_t* q, float* d_out, float* sum_out) {
-    float amax = 0.0f, sum = 0.0f, r[QBLOCK];
+static inline void quantize_block(const float* x, int bits, int16_t* q, int32_t* qz, float* d_out,
+                                  float* sum_out) {
+    /* eight independent lanes for the max and the sum, so both vectorize */
+    float amax8[8] = {0}, sum8[8] = {0}, r[QBLOCK];
     for (int i = 0; i < QBLOCK; i++) {
         const float v = fabsf(x[i]);
-        amax = v > amax ? v : amax;
+        amax8[i & 7] = v > amax8[i & 7] ? v : amax8[i & 7];
+        sum8[i & 7] += x[i];
     }
-    for (int i = 0; i < QBLOCK; i++) sum += x[i];
+    float amax = 0.0f, sum = 0.0f;
+    for (int i = 0; i < 8; i++) {
+        amax = amax8[i] > amax ? amax8[i] : amax;
+        sum += sum8[i];
+    }
     const float d = amax / 32767.0f;
     const float inv = d > 0.0f ? 1.0f / d : 0.0f;
     for (int i = 0; i < QBLOCK; i++) {
@@ -165,18 +181,63 @@ static inline void quantize_block(const float* x, int bits, int16_t* q, float* d
         const int dst = bits == 4 ? (i & 1) * 16 + (i >> 1) : i;
         q[dst] = (int16_t)(int)r[i];
     }
+    /* 4-bit codes are multiplied as stored (0..15): sum (q - 8) a = sum q a - 8 sum a, and the
+       second term is added exactly, in int32, as lane 0 of this vector. */
+    int32_t qsum = 0;
+    for (int i = 0; i < QBLOCK; i++) qsum += (int32_t)r[i];
+    for (int i = 0; i < 8; i++) qz[i] = 0;
+    qz[0] = bits == 4 ? -8 * qsum : 0;
     *d_out = d;
     *sum_out = sum;
 }
 
-#define QUANTIZE_ROWS_BODY                                                                                \
-    const int64_t nb = k / QBLOCK;                                                                       \
-    for (int64_t r = 0; r < m; r++)                                                                      \
-        for (int64_t b = 0; b < nb; b++)                                                                 \
-            quantize_block(a + r * k + b * QBLOCK, bits, qa + (r * nb + b) * QBLOCK, da + r * nb + b,    \
-                           sa + r * nb + b);
+/* exp(x) for x <= 0 without libm, branch-free so it vectorizes: 2^(x log2 e) split into
+ * 2^n (exponent bits) and 2^f, f in [-0.5, 0.5], by a degree-6 polynomial (relative error
+ * ~2e-7). Below -87 it returns 0. */
+static inline float exp_nonpos(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float t = x * 1.44269504088896341f;
+    const float n = (t + ROUND_MAGIC) - ROUND_MAGIC;
+    const float f = t - n;
+    float p = 1.5403530e-4f;
+    p = p * f + 1.3333558e-3f;
+    p = p * f + 9.6181291e-3f;
+    p = p * f + 5.5504109e-2f;
+    p = p * f + 2.4022651e-1f;
+    p = p * f + 6.9314718e-1f;
+    p = p * f + 1.0f;
+    union { float f; int32_t i; } two_n;
+    two_n.i = ((int32_t)n + 127) << 23;
+    return p * two_n.f;
+}
 
-static void quantize_rows(const float* a, int64_t m, int64_t k, int bits, int16_t* qa, float* da, float* sa) {
+/* silu(g) * u over one row: g * sigmoid(g) * u, with sigmoid from exp(-|g|). */
+static inline void swiglu_row(const float* gate_up, int64_t k, float* out) {
+    const float* g = gate_up;
+    const float* u = gate_up + k;
+    for (int64_t i = 0; i < k; i++) {
+        const float e = exp_nonpos(-fabsf(g[i]));
+        const float sig = g[i] >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+        out[i] = g[i] * sig * u[i];
+    }
+}
+
+/* Quantize M rows of K activations (rows of 2K = [gate | up] with swiglu, through tmp). */
+#define QUANTIZE_ROWS_BODY                                                                            \
+    const int64_t nb = k / QBLOCK;                                                                   \
+    for (int64_t r = 0; r < m; r++) {                                                                \
+        const float* x = a + r * k;                                                                  \
+        if (swiglu) {                                                                                \
+            swiglu_row(a + r * 2 * k, k, tmp);                                                       \
+            x = tmp;                                                                                 \
+        }                                                                                            \
+        for (int64_t b = 0; b < nb; b++)                                                             \
+            quantize_block(x + b * QBLOCK, bits, qa + (r * nb + b) * QBLOCK, qz + (r * nb + b) * 8,  \
+                           da + r * nb + b, sa + r * nb + b);                                        \
+    }
+
+static void quantize_rows(const float* a, int64_t m, int64_t k, int bits, int swiglu, float* tmp, int16_t* qa,
+                          int32_t* qz, float* da, float* sa) {
     QUANTIZE_ROWS_BODY
 }
 
@@ -199,7 +260,8 @@ static float dot_scalar(const Task* t, int64_t n, int64_t r) {
         const uint8_t* wb = w + b * bytes;
         int32_t s = 0;
         if (bits == 4) {
-            for (int i = 0; i < 16; i++) s += ((wb[i] & 15) - 8) * q[i] + ((wb[i] >> 4) - 8) * q[16 + i];
+            for (int i = 0; i < 16; i++) s += (wb[i] & 15) * q[i] + (wb[i] >> 4) * q[16 + i];
+            s += t->qz[(r * nb + b) * 8];
         } else {
             for (int i = 0; i < QBLOCK; i++) s += ((int)wb[i] - 128) * q[i];
         }
@@ -209,9 +271,31 @@ static float dot_scalar(const Task* t, int64_t n, int64_t r) {
     return acc;
 }
 
+/* Row n of the weights against float activation row r (the prefill path's fallback when
+ * its buffer cannot be had). */
+static float dot_float_scalar(const Task* t, int64_t n, int64_t r) {
+    const int64_t k = t->kern->k, nb = k / QBLOCK;
+    const int bits = (int)t->kern->bits;
+    const int bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
+    const uint8_t* w = t->codes + n * nb * bytes;
+    const float* x = t->a + r * k;
+    const float zp = bits == 4 ? 8.0f : 128.0f;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const float s = t->scales[n * nb + b];
+        const float base = (t->offsets ? t->offsets[offset_index(n, b, nb)] : 0.0f) - zp * s;
+        for (int i = 0; i < QBLOCK; i++) {
+            const int q = bits == 4 ? (w[b * 16 + i / 2] >> (4 * (i & 1))) & 15 : w[b * 32 + i];
+            acc += (s * (float)q + base) * x[b * QBLOCK + i];
+        }
+    }
+    return acc;
+}
+
 #ifdef EDGELM_X86
 __attribute__((target("avx2,fma"))) static void quantize_rows_avx2(const float* a, int64_t m, int64_t k, int bits,
-                                                                  int16_t* qa, float* da, float* sa) {
+                                                                  int swiglu, float* tmp, int16_t* qa, int32_t* qz,
+                                                                  float* da, float* sa) {
     QUANTIZE_ROWS_BODY
 }
 
@@ -222,15 +306,16 @@ __attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* The 32 codes of one block, centred (q - zp), as two vectors of 16 int16 in the order
- * quantize_block stores the activations. */
+/* The 32 codes of one block as two vectors of 16 int16, in the order quantize_block stores
+ * the activations: 4-bit codes as stored (0..15; the zero point comes back through qz),
+ * 8-bit codes centred (q - 128). */
 __attribute__((target("avx2,fma"))) static inline void load_codes(const uint8_t* w, int bits, __m256i* lo,
                                                                  __m256i* hi) {
     if (bits == 4) {
-        const __m128i p = _mm_loadu_si128((const __m128i*)w);
-        const __m128i low4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
-        *lo = _mm256_cvtepi8_epi16(_mm_sub_epi8(_mm_and_si128(p, low4), eight));
-        *hi = _mm256_cvtepi8_epi16(_mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(p, 4), low4), eight));
+        /* each int16 holds one byte: its low nibble is element 2i, its high nibble 2i + 1 */
+        const __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)w));
+        *lo = _mm256_and_si256(x, _mm256_set1_epi16(15));
+        *hi = _mm256_srli_epi16(x, 4);
     } else {
         const __m128i flip = _mm_set1_epi8((char)0x80);
         *lo = _mm256_cvtepi8_epi16(_mm_xor_si128(_mm_loadu_si128((const __m128i*)w), flip));
@@ -245,6 +330,7 @@ __attribute__((target("avx2,fma"))) static void dot4_avx2(const Task* t, int64_t
     const int bits = (int)t->kern->bits;
     const int bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
     const int16_t* qa = t->qa + r * nb * QBLOCK;
+    const int32_t* qz = t->qz + r * nb * 8;
     const float* da = t->da + r * nb;
     const uint8_t* w = t->codes + n * nb * bytes;
     const float* sc = t->scales + n * nb;
@@ -259,13 +345,16 @@ __attribute__((target("avx2,fma"))) static void dot4_avx2(const Task* t, int64_t
         _mm_prefetch(next + b * 4 * bytes, _MM_HINT_T0);
         _mm_prefetch(next + b * 4 * bytes + 64, _MM_HINT_T0);
         if (off) corr = _mm_fmadd_ps(_mm_loadu_ps(off + b * 4), _mm_set1_ps(sa[b]), corr);
+        const __m256 d = _mm256_broadcast_ss(da + b);
         const __m256i qlo = _mm256_loadu_si256((const __m256i*)(qa + b * QBLOCK));
         const __m256i qhi = _mm256_loadu_si256((const __m256i*)(qa + b * QBLOCK + 16));
+        const __m256i z = _mm256_loadu_si256((const __m256i*)(qz + b * 8));
         for (int j = 0; j < 4; j++) {
             __m256i lo, hi;
             load_codes(w + (j * nb + b) * bytes, bits, &lo, &hi);
-            const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(lo, qlo), _mm256_madd_epi16(hi, qhi));
-            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(sc[j * nb + b] * da[b]), acc[j]);
+            const __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(lo, qlo), _mm256_madd_epi16(hi, qhi)), z);
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), d), _mm256_broadcast_ss(sc + j * nb + b),
+                                     acc[j]);
         }
     }
     float c[4];
@@ -273,50 +362,77 @@ __attribute__((target("avx2,fma"))) static void dot4_avx2(const Task* t, int64_t
     for (int j = 0; j < 4; j++) out[j * stride] = hsum8(acc[j]) + c[j];
 }
 
-/* Prefill: two weight rows against four activation rows. Each weight block is widened
- * once and used four times (the decode kernel above widens it for every activation row). */
-__attribute__((target("avx2,fma"))) static void tile2x4_avx2(const Task* t, int64_t n, int64_t r) {
-    const int64_t nb = t->kern->k / QBLOCK, nrows = t->kern->n;
+/* Prefill (M >= 8), in float: a task's weight rows are dequantized once (offsets included,
+ * natural order) into a per-thread buffer, then each row meets the activations eight rows
+ * at a time, read straight from A: four FMAs per block and row, no activation
+ * quantization (so prefill is exact up to float rounding). */
+__attribute__((target("avx2,fma"))) static void dequantize_row_avx2(const Task* t, int64_t n, float* out) {
+    const int64_t nb = t->kern->k / QBLOCK;
     const int bits = (int)t->kern->bits;
     const int bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
     const uint8_t* w = t->codes + n * nb * bytes;
     const float* sc = t->scales + n * nb;
-    /* rows n and n + 1 sit side by side in the interleaved offsets (n is even) */
-    const float* off = t->offsets ? t->offsets + offset_index(n, 0, nb) : NULL;
-    __m256 acc[4][2];
-    __m128 corr[4];
-    for (int i = 0; i < 4; i++) {
-        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-        corr[i] = _mm_setzero_ps();
-    }
+    const float zp = bits == 4 ? 8.0f : 128.0f;
     for (int64_t b = 0; b < nb; b++) {
-        __m256i lo0, hi0, lo1, hi1;
-        load_codes(w + b * bytes, bits, &lo0, &hi0);
-        load_codes(w + (nb + b) * bytes, bits, &lo1, &hi1);
-        const __m256 s0 = _mm256_set1_ps(sc[b]), s1 = _mm256_set1_ps(sc[nb + b]);
-        const __m128 o = off ? _mm_castpd_ps(_mm_load_sd((const double*)(off + b * 4))) : _mm_setzero_ps();
-        for (int i = 0; i < 4; i++) {
-            const int64_t qi = (r + i) * nb + b;
-            const int16_t* q = t->qa + qi * QBLOCK;
-            const __m256i qlo = _mm256_loadu_si256((const __m256i*)q);
-            const __m256i qhi = _mm256_loadu_si256((const __m256i*)(q + 16));
-            const __m256 d = _mm256_broadcast_ss(t->da + qi);
-            const __m256i x0 = _mm256_add_epi32(_mm256_madd_epi16(lo0, qlo), _mm256_madd_epi16(hi0, qhi));
-            const __m256i x1 = _mm256_add_epi32(_mm256_madd_epi16(lo1, qlo), _mm256_madd_epi16(hi1, qhi));
-            acc[i][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(x0), _mm256_mul_ps(s0, d), acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(x1), _mm256_mul_ps(s1, d), acc[i][1]);
-            corr[i] = _mm_fmadd_ps(o, _mm_broadcast_ss(t->sa + qi), corr[i]);
+        __m128i c[4]; /* 32 codes as 4 x 8 bytes, natural order */
+        if (bits == 4) {
+            const __m128i p = _mm_loadu_si128((const __m128i*)(w + b * 16));
+            const __m128i lo = _mm_and_si128(p, _mm_set1_epi8(15));
+            const __m128i hi = _mm_and_si128(_mm_srli_epi16(p, 4), _mm_set1_epi8(15));
+            const __m128i e0 = _mm_unpacklo_epi8(lo, hi), e1 = _mm_unpackhi_epi8(lo, hi);
+            c[0] = e0;
+            c[1] = _mm_srli_si128(e0, 8);
+            c[2] = e1;
+            c[3] = _mm_srli_si128(e1, 8);
+        } else {
+            const __m128i p0 = _mm_loadu_si128((const __m128i*)(w + b * 32));
+            const __m128i p1 = _mm_loadu_si128((const __m128i*)(w + b * 32 + 16));
+            c[0] = p0;
+            c[1] = _mm_srli_si128(p0, 8);
+            c[2] = p1;
+            c[3] = _mm_srli_si128(p1, 8);
         }
-    }
-    for (int i = 0; i < 4; i++) {
-        float c[4];
-        _mm_storeu_ps(c, corr[i]);
-        t->y[(r + i) * nrows + n] = hsum8(acc[i][0]) + c[0];
-        t->y[(r + i) * nrows + n + 1] = hsum8(acc[i][1]) + c[1];
+        const float o = t->offsets ? t->offsets[offset_index(n, b, nb)] : 0.0f;
+        const __m256 s = _mm256_broadcast_ss(sc + b);
+        const __m256 base = _mm256_set1_ps(o - zp * sc[b]); /* w = s * q + (offset - zp * s) */
+        for (int j = 0; j < 4; j++)
+            _mm256_storeu_ps(out + b * QBLOCK + j * 8,
+                             _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c[j])), s, base));
     }
 }
 
-/* EDGELM_ORTOPS_PORTABLE=1 forces the portable C path (what a CPU without AVX2 runs), for tests. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void rows_float_avx2(const Task* t, const float* wrow,
+                                                                                     int64_t n, int64_t r,
+                                                                                     const int rows) {
+    const int64_t k = t->kern->k, nrows = t->kern->n;
+    const float* a = t->a + r * k;
+    __m256 acc[8];
+    for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < k; c += 16) {
+        const __m256 w0 = _mm256_loadu_ps(wrow + c), w1 = _mm256_loadu_ps(wrow + c + 8);
+        for (int i = 0; i < rows; i++) {
+            acc[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a + i * k + c), acc[i]);
+            acc[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a + i * k + c + 8), acc[i]);
+        }
+    }
+    for (int i = 0; i < rows; i++) t->y[(r + i) * nrows + n] = hsum8(acc[i]);
+}
+
+/* The full tile with a constant row count (the accumulators stay in registers), and the rest. */
+__attribute__((target("avx2,fma"))) static void rows8_float_avx2(const Task* t, const float* wrow, int64_t n,
+                                                                int64_t r) {
+    rows_float_avx2(t, wrow, n, r, 8);
+}
+
+__attribute__((target("avx2,fma"))) static void rows_tail_float_avx2(const Task* t, const float* wrow, int64_t n,
+                                                                    int64_t r, int rows) {
+    rows_float_avx2(t, wrow, n, r, rows);
+}
+
+/* Dequantized weight rows of the prefill task running on this thread. */
+static __thread float* wbuf = NULL;
+static __thread size_t wbuf_floats = 0;
+
 static int have_avx2(void) {
     static int cached = -1;
     if (cached < 0) {
@@ -337,22 +453,33 @@ static void run_task(void* data, size_t index) {
     if (n1 > nrows) n1 = nrows;
     int64_t n = n0;
 #ifdef EDGELM_X86
-    if (have_avx2() && t->m >= 4) {
-        int64_t r;
-        for (; n + 2 <= n1; n += 2) {
-            for (r = 0; r + 4 <= t->m; r += 4) tile2x4_avx2(t, n, r);
-            for (; r < t->m; r++) {
-                t->y[r * nrows + n] = dot_scalar(t, n, r);
-                t->y[r * nrows + n + 1] = dot_scalar(t, n + 1, r);
-            }
+    if (have_avx2() && t->a) {
+        const int64_t k = t->kern->k;
+        const size_t need = (size_t)(n1 - n0) * k;
+        if (need > wbuf_floats) {
+            float* grown = (float*)realloc(wbuf, need * sizeof(float));
+            if (!grown) goto portable; /* out of memory: the slow path needs no buffer */
+            wbuf = grown;
+            wbuf_floats = need;
         }
+        for (int64_t j = n0; j < n1; j++) dequantize_row_avx2(t, j, wbuf + (j - n0) * k);
+        /* eight activation rows (<= 48 KB) stay in cache while the task's weight rows pass */
+        for (int64_t r = 0; r < t->m; r += 8)
+            for (int64_t j = n0; j < n1; j++) {
+                if (t->m - r >= 8)
+                    rows8_float_avx2(t, wbuf + (j - n0) * k, j, r);
+                else
+                    rows_tail_float_avx2(t, wbuf + (j - n0) * k, j, r, (int)(t->m - r));
+            }
+        return;
     } else if (have_avx2() && (n & 3) == 0) {
         for (; n + 4 <= n1; n += 4)
             for (int64_t r = 0; r < t->m; r++) dot4_avx2(t, n, r, &t->y[r * nrows + n], 1);
     }
+portable:
 #endif
     for (; n < n1; n++)
-        for (int64_t r = 0; r < t->m; r++) t->y[r * nrows + n] = dot_scalar(t, n, r);
+        for (int64_t r = 0; r < t->m; r++) t->y[r * nrows + n] = t->a ? dot_float_scalar(t, n, r) : dot_scalar(t, n, r);
 }
 
 /* ---- operator plumbing ---- */
@@ -375,6 +502,12 @@ static OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const 
     TRY(attr(info, "N", &n));
     TRY(attr(info, "bits", &bits));
     TRY(attr(info, "block_size", &block));
+    int64_t swiglu = 0;
+    OrtStatus* missing = attr(info, "swiglu", &swiglu); /* optional, default 0 */
+    if (missing) {
+        FN(api, API_ReleaseStatus, ReleaseStatusFn)(missing);
+        swiglu = 0;
+    }
     if (block != QBLOCK) return error(api, "BlockQuantMatMul: block_size must be 32");
     if (bits != 4 && bits != 8) return error(api, "BlockQuantMatMul: bits must be 4 or 8");
     if (k <= 0 || n <= 0 || k % QBLOCK) return error(api, "BlockQuantMatMul: K must be a positive multiple of 32");
@@ -384,6 +517,7 @@ static OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const 
     kern->k = k;
     kern->n = n;
     kern->bits = bits;
+    kern->swiglu = swiglu != 0;
     *out = kern;
     return NULL;
 }
@@ -393,6 +527,7 @@ static void destroy_kernel(void* kernel) { free(kernel); }
 /* Scratch for the quantized activations of one call, grown as needed, one per calling
  * thread (ONNX Runtime may run sessions from several threads). */
 static __thread char* scratch = NULL;
+static __thread float* act_scratch = NULL; /* swiglu-activated rows for the prefill path */
 static __thread size_t scratch_bytes = 0;
 
 static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
@@ -416,7 +551,9 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     if (!st) st = FN(api, API_GetDimensions, GetDimensionsFn)(info, dims, ndim);
     FN(api, API_ReleaseTensorTypeAndShapeInfo, ReleaseTensorTypeAndShapeInfoFn)(info);
     if (st) return st;
-    if (dims[ndim - 1] != kern->k) return error(api, "BlockQuantMatMul: the last dimension of A must be K");
+    if (dims[ndim - 1] != (kern->swiglu ? 2 * kern->k : kern->k))
+        return error(api, kern->swiglu ? "BlockQuantMatMul: the last dimension of A must be 2K (swiglu)"
+                                       : "BlockQuantMatMul: the last dimension of A must be K");
     int64_t m = 1;
     for (size_t i = 0; i + 1 < ndim; i++) m *= dims[i];
     dims[ndim - 1] = kern->n;
@@ -433,7 +570,8 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     if (m == 0) return NULL;
 
     const int64_t nb = kern->k / QBLOCK;
-    const size_t need = (size_t)m * nb * (QBLOCK * sizeof(int16_t) + 2 * sizeof(float));
+    const size_t need = (size_t)m * nb * (QBLOCK * sizeof(int16_t) + 8 * sizeof(int32_t) + 2 * sizeof(float)) +
+                        kern->k * sizeof(float);
     if (need > scratch_bytes) {
         char* grown = (char*)realloc(scratch, need);
         if (!grown) return FN(api, API_CreateStatus, CreateStatusFn)(ORT_FAIL, "BlockQuantMatMul: out of memory");
@@ -441,19 +579,30 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
         scratch_bytes = need;
     }
     int16_t* qa = (int16_t*)scratch;
-    float* da = (float*)(qa + (size_t)m * nb * QBLOCK);
+    int32_t* qz = (int32_t*)(qa + (size_t)m * nb * QBLOCK);
+    float* da = (float*)(qz + (size_t)m * nb * 8);
     float* sa = da + m * nb;
+    float* tmp = sa + m * nb; /* one swiglu row */
+    const float* a_float = NULL;
 #ifdef EDGELM_X86
-    if (have_avx2())
-        quantize_rows_avx2((const float*)a, m, kern->k, (int)kern->bits, qa, da, sa);
+    if (have_avx2() && m >= PREFILL_ROWS) {
+        a_float = (const float*)a;
+        if (kern->swiglu) { /* the prefill path reads float rows: activate them once */
+            float* act = (float*)realloc(act_scratch, (size_t)m * kern->k * sizeof(float));
+            if (!act) return FN(api, API_CreateStatus, CreateStatusFn)(ORT_FAIL, "BlockQuantMatMul: out of memory");
+            act_scratch = act;
+            for (int64_t r = 0; r < m; r++) swiglu_row((const float*)a + r * 2 * kern->k, kern->k, act + r * kern->k);
+            a_float = act;
+        }
+    } else if (have_avx2())
+        quantize_rows_avx2((const float*)a, m, kern->k, (int)kern->bits, (int)kern->swiglu, tmp, qa, qz, da, sa);
     else
 #endif
-        quantize_rows((const float*)a, m, kern->k, (int)kern->bits, qa, da, sa);
+        quantize_rows((const float*)a, m, kern->k, (int)kern->bits, (int)kern->swiglu, tmp, qa, qz, da, sa);
 
-    Task t = {kern, (const uint8_t*)codes, (const float*)scales, (const float*)offsets, qa, da, sa, (float*)y, m, 0};
+    Task t = {kern, a_float, (const uint8_t*)codes, (const float*)scales, (const float*)offsets, qa, qz, da, sa, (float*)y, m, 0};
     /* Tasks of a few KB of weights each; ONNX Runtime's pool hands them out. */
-    t.rows_per_task = kern->bits == 4 ? 32 : 16;
-    if (m > 8) t.rows_per_task = 8;
+    t.rows_per_task = kern->bits == 4 || a_float ? 32 : 16;
     const size_t tasks = (size_t)((kern->n + t.rows_per_task - 1) / t.rows_per_task);
     if (tasks == 1) {
         run_task(&t, 0);

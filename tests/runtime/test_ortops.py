@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(ortops.library_path() is None, reason="edgelm._o
 TOL = 3e-4
 
 
-def _model(w: QuantizedWeight, block_size: int = 32) -> bytes:
+def _model(w: QuantizedWeight, block_size: int = 32, swiglu: bool = False) -> bytes:
     n, k = w.shape
     inits = [numpy_helper.from_array(w.packed(), "B"), numpy_helper.from_array(w.scales, "S")]
     inputs = ["A", "B", "S"]
@@ -38,7 +38,7 @@ def _model(w: QuantizedWeight, block_size: int = 32) -> bytes:
         inits.append(numpy_helper.from_array(interleave_offsets(w.offsets), "O"))
         inputs.append("O")
     node = helper.make_node(ortops.OP_TYPE, inputs, ["Y"], domain=ortops.DOMAIN, K=k, N=n, bits=w.bits,
-                            block_size=block_size)
+                            block_size=block_size, **({"swiglu": 1} if swiglu else {}))
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, None)],
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(ortops.DOMAIN, 1)])
@@ -77,6 +77,25 @@ def test_matches_numpy(kind: str, m: int) -> None:
     y = _session(_model(w)).run(None, {"A": a})[0]
     assert y.shape == (m, 202)
     assert _rel_err(y, a, w) < TOL
+
+
+@pytest.mark.parametrize("kind", ["q4_offsets", "q8_sym"])
+@pytest.mark.parametrize("m", [1, 6])
+def test_swiglu_takes_gate_and_up(kind: str, m: int) -> None:
+    """swiglu=1: A = [gate | up], the product takes silu(gate) * up (the MLP's down projection)."""
+    w = _weights(kind, 96, 160)
+    gate_up = (np.random.default_rng(m).standard_normal((m, 320)) * 3).astype(np.float32)
+    gate, up = gate_up[:, :160].astype(np.float64), gate_up[:, 160:].astype(np.float64)
+    act = gate / (1.0 + np.exp(-gate)) * up
+    y = _session(_model(w, swiglu=True)).run(None, {"A": gate_up})[0]
+    ref = act @ w.dequantize().astype(np.float64).T
+    assert np.abs(y - ref).max() / np.abs(ref).max() < TOL
+
+
+def test_swiglu_needs_twice_k() -> None:
+    s = _session(_model(_weights("q4_sym", 32, 64), swiglu=True))
+    with pytest.raises(Exception, match="must be 2K"):
+        s.run(None, {"A": np.zeros((1, 64), np.float32)})
 
 
 def test_leading_dimensions_are_kept() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from edgelm.export import ExportConfig, ExportResult, export  # noqa: E402
+from edgelm.export import ExportResult  # noqa: E402
 from edgelm.runtime.session import DecoderSession, SessionInfo  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,8 @@ def main() -> None:
             measured = measure_peak_rss(folder, ctx)
             est = estimate_memory(m.architecture, m.quantization.mode, context=ctx,
                                   weights_bytes=m.weights_bytes["total"],
-                                  tokenizer_json_bytes=(Path(folder) / "tokenizer.json").stat().st_size)
+                                  tokenizer_json_bytes=(Path(folder) / "tokenizer.json").stat().st_size,
+                                  linear_kernel=m.quantization.linear_kernel)
             err = (est.peak_bytes - measured) / measured
             print(f"{Path(folder).name:34} {ctx:7} {est.peak_bytes / 1e6:12.1f} {measured / 1e6:12.1f} {err:+7.1%}")
 

@@ -4,10 +4,13 @@
 
 * KV cache: 2 x layers x KV heads x head dim x context x 4 bytes (float32), exact: the
   runtime allocates and touches it at load.
-* weights: the manifest's bytes by kind, times a residency factor per quantization:
-  ONNX Runtime keeps an initializer and, for MatMulNBits / MatMul, a prepacked copy of
-  parts of it. The factors were measured on the random-weight preset mobilellm-125m
-  (not on SmolLM2, which the tests then check against): int4 1.744, int8 1.518, fp32 1.191.
+* weights: the manifest's bytes by kind, times a residency factor per quantization and
+  linear kernel (the manifest's ``quantization.linear_kernel``): with MatMulNBits ONNX
+  Runtime keeps each initializer and a prepacked copy of it; edgelm's BlockQuantMatMul
+  reads the memory-mapped initializers as they are. The factors were measured on the
+  random-weight preset mobilellm-125m at context 2048 (not on SmolLM2, which the tests
+  then check against): BlockQuantMatMul int4 0.645, int8 0.738; MatMulNBits int4 1.744,
+  int8 1.518; fp32 1.191.
 * runtime: CPython 3.11 + numpy + onnxruntime + tokenizers imported, measured 50.9 MB
   (x86-64 Linux; a native app on a phone needs less: the profile can override it).
 * tokenizer: 2.3 MB + 23.5 x the size of tokenizer.json (intercept from the byte-level
@@ -28,7 +31,7 @@ from typing import Any
 from ..arch import Architecture
 from ..manifest import Quant
 
-__all__ = ["MemoryEstimate", "estimate_memory", "RESIDENCY", "RUNTIME_BYTES", "weights_bytes_for",
+__all__ = ["MemoryEstimate", "estimate_memory", "RESIDENCY", "RESIDENCY_MATMULNBITS", "RUNTIME_BYTES", "weights_bytes_for",
            "measure_peak_rss"]
 
 _MEASURE = r"""
@@ -54,7 +57,8 @@ def measure_peak_rss(folder: str, context: int, prompt_tokens: int = 128) -> int
                          check=True, capture_output=True, text=True)
     return int(out.stdout)
 
-RESIDENCY = {Quant.INT4: 1.744, Quant.INT8: 1.518, Quant.FP32: 1.191}
+RESIDENCY = {Quant.INT4: 0.645, Quant.INT8: 0.738, Quant.FP32: 1.191}  # the default kernel (edgelm)
+RESIDENCY_MATMULNBITS = {Quant.INT4: 1.744, Quant.INT8: 1.518, Quant.FP32: 1.191}
 RUNTIME_BYTES = 50.9e6
 TOKENIZER_BASE_BYTES = 2.3e6
 TOKENIZER_PER_JSON_BYTE = 23.5
@@ -107,12 +111,15 @@ def workspace_bytes(arch: Architecture, prompt_tokens: int) -> float:
 
 def estimate_memory(arch: Architecture, quant: Quant, *, context: int, weights_bytes: float | None = None,
                     tokenizer_json_bytes: float = 2.0e6, prompt_tokens: int = 128,
-                    runtime_bytes: float = RUNTIME_BYTES) -> MemoryEstimate:
+                    runtime_bytes: float = RUNTIME_BYTES, linear_kernel: str | None = None) -> MemoryEstimate:
+    """``linear_kernel`` as the manifest records it; None (a preset, or fp32) means the
+    export default."""
     quant = Quant(quant)
+    residency = RESIDENCY_MATMULNBITS if linear_kernel == "matmulnbits" else RESIDENCY
     wb = weights_bytes if weights_bytes is not None else weights_bytes_for(arch, quant)
     return MemoryEstimate(
         weights_file_bytes=wb,
-        weights_resident_bytes=wb * RESIDENCY[quant],
+        weights_resident_bytes=wb * residency[quant],
         kv_cache_bytes=float(arch.kv_cache_bytes(context)),
         workspace_bytes=workspace_bytes(arch, min(prompt_tokens, context)),
         runtime_bytes=runtime_bytes,

@@ -32,6 +32,7 @@ class ModelSpec:
     weights_bytes: float | None  # None: computed from the architecture
     tokenizer_json_bytes: float
     source: str  # "manifest" or "preset"
+    linear_kernel: str | None = None  # the manifest's; None: the export default
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def resolve_model(model: str, quant: str | None = None) -> ModelSpec:
             raise ProfileError(f"{model} is a {m.quantization.mode.value} folder; --quant {quant} does not apply")
         tok = path / "tokenizer.json"
         return ModelSpec(str(model), m.architecture, m.quantization.mode, float(m.weights_bytes["total"]),
-                         float(tok.stat().st_size) if tok.exists() else 0.0, "manifest")
+                         float(tok.stat().st_size) if tok.exists() else 0.0, "manifest", linear_kernel=m.quantization.linear_kernel)
     q = Quant(quant or "int4")
     if model in ARCH_PRESETS:
         return ModelSpec(model, ARCH_PRESETS[model], q, None, 1e4, "preset")
@@ -101,7 +102,8 @@ def profile_model(model: str | ModelSpec, device: str | DeviceProfile, *, contex
     if not 0 < app_dram_share <= 1:
         raise ProfileError(f"app DRAM share must be in (0, 1], got {app_dram_share}")
     mem = estimate_memory(spec.arch, spec.quant, context=context, weights_bytes=spec.weights_bytes,
-                          tokenizer_json_bytes=spec.tokenizer_json_bytes, prompt_tokens=prompt_tokens)
+                          tokenizer_json_bytes=spec.tokenizer_json_bytes, prompt_tokens=prompt_tokens,
+                          linear_kernel=spec.linear_kernel)
     energy = estimate_energy(spec.arch, dev, mem.weights_file_bytes, context_tokens=min(context, 512))
     return ProfileReport(spec, dev, mem, energy, app_dram_share)
 

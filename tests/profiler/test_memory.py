@@ -42,5 +42,6 @@ def test_estimate_within_15_percent_of_measured_peak_rss(quant: str, context: in
     m = read_manifest(folder)
     est = estimate_memory(m.architecture, m.quantization.mode, context=context,
                           weights_bytes=m.weights_bytes["total"],
-                          tokenizer_json_bytes=(folder / "tokenizer.json").stat().st_size, prompt_tokens=128)
+                          tokenizer_json_bytes=(folder / "tokenizer.json").stat().st_size, prompt_tokens=128,
+                          linear_kernel=m.quantization.linear_kernel)
     assert abs(est.peak_bytes - measured) / measured <= 0.15, (est.peak_bytes / 1e6, measured / 1e6)

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .errors import EdgeLMError
+from .manifest import LINEAR_KERNELS
 
 __all__ = ["build_parser", "main"]
 
@@ -314,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p.add_argument("--no-verify", action="store_true", help="skip the check against the PyTorch model")
     p.add_argument("--verify-prompts", type=int, default=20, metavar="N", help="prompts for verification (default 20)")
-    p.add_argument("--kernel", choices=["edgelm", "matmulnbits"], default="edgelm",
+    p.add_argument("--kernel", choices=list(LINEAR_KERNELS), default=LINEAR_KERNELS[0],
                    help="what computes the quantized linears: edgelm's BlockQuantMatMul (block offsets inside, "
                    "16-bit activations; default) or ONNX Runtime's MatMulNBits")
     p.add_argument("--accuracy-level", type=int, choices=[0, 1, 4], default=4,

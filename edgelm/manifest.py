@@ -17,10 +17,12 @@ from ._io import write_json
 from .arch import Architecture
 from .errors import ManifestError
 
-__all__ = ["MANIFEST_NAME", "SCHEMA_VERSION", "Quant", "QuantizationInfo", "Verification", "FileEntry",
+__all__ = ["MANIFEST_NAME", "LINEAR_KERNELS", "SCHEMA_VERSION", "Quant", "QuantizationInfo", "Verification", "FileEntry",
            "Manifest", "read_manifest", "write_manifest"]
 
 MANIFEST_NAME = "edgelm.json"
+#: What may compute the quantized linears (QuantizationInfo.linear_kernel); the first is export's default.
+LINEAR_KERNELS = ("edgelm", "matmulnbits")
 SCHEMA_VERSION = 1
 
 

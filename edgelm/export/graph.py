@@ -33,14 +33,15 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..arch import Architecture
+from ..manifest import LINEAR_KERNELS as KERNELS
+from ..runtime.ortops import DOMAIN as EDGELM_DOMAIN
+from ..runtime.ortops import OP_TYPE as EDGELM_OP
 from .quantize import QuantizedWeight
 
 __all__ = ["build_model", "OPSET", "KERNELS", "io_names", "interleave_offsets"]
 
 OPSET = 21
 MS = "com.microsoft"
-EDGELM_DOMAIN = "ai.edgelm"
-KERNELS = ("edgelm", "matmulnbits")
 
 
 def interleave_offsets(offsets: np.ndarray) -> np.ndarray:
@@ -118,7 +119,7 @@ class _Builder:
                 inputs = [x, b, s]
                 if w.offsets is not None:
                     inputs.append(self.const(f"{name}.block_offsets", interleave_offsets(w.offsets)))
-                y = self.op("BlockQuantMatMul", inputs, name=name, domain=EDGELM_DOMAIN, K=k, N=n, bits=w.bits,
+                y = self.op(EDGELM_OP, inputs, name=name, domain=EDGELM_DOMAIN, K=k, N=n, bits=w.bits,
                             block_size=w.block_size, **({"swiglu": 1} if swiglu else {}))[0]
                 if bias is not None:
                     y = self.op("Add", [y, self.const(f"{name}.bias", bias.astype(np.float32))])[0]

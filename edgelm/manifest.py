@@ -23,7 +23,7 @@ __all__ = ["MANIFEST_NAME", "LINEAR_KERNELS", "SCHEMA_VERSION", "Quant", "Quanti
 MANIFEST_NAME = "edgelm.json"
 #: What may compute the quantized linears (QuantizationInfo.linear_kernel); the first is export's default.
 LINEAR_KERNELS = ("edgelm", "matmulnbits")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: BlockQuantMatMul takes float16 scales and block mins
 
 
 class Quant(str, Enum):
@@ -94,7 +94,7 @@ class Manifest:
     def __post_init__(self) -> None:
         if self.schema_version != SCHEMA_VERSION:
             raise ManifestError(f"manifest schema_version {self.schema_version} is not supported "
-                                f"(this edgelm reads {SCHEMA_VERSION})")
+                                f"(this edgelm reads {SCHEMA_VERSION}); export the model again with this edgelm")
 
     @property
     def model_file(self) -> str:

@@ -10,9 +10,11 @@ The graph is written directly (no tracing), so every choice that matters for a
 * RMSNorm and the residual add are fused (SkipSimplifiedLayerNormalization).
 * Only the last position goes through the final norm and the LM head.
 * Quantized linears are one node each: edgelm's ``BlockQuantMatMul`` (``kernel="edgelm"``,
-  the default; ``edgelm/runtime/ortops.py``), which takes the block offsets of GGUF Q4_1
-  or asymmetric int4 itself and computes with 16-bit activations (the down projection
-  also takes [gate | up] and applies SiLU(gate) * up itself); or ONNX Runtime's
+  the default; ``edgelm/runtime/ortops.py``), which takes the block mins of GGUF Q4_1
+  or asymmetric int4 itself (``W = scale * q + min``), stores scales and mins as float16
+  (as GGUF does, so its blocks stay exact at 2 bytes less a block each) and computes
+  with 16-bit activations (the down projection also takes [gate | up] and applies
+  SiLU(gate) * up itself); or ONNX Runtime's
   MatMulNBits (``kernel="matmulnbits"``, int8 activations with ``accuracy_level=4``),
   where a block offset costs one extra small matmul on per-block sums of the
   activations. A tied LM head and the embedding share one set of quantized
@@ -33,25 +35,46 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..arch import Architecture
+from ..errors import ExportError
 from ..manifest import LINEAR_KERNELS as KERNELS
 from ..runtime.ortops import DOMAIN as EDGELM_DOMAIN
 from ..runtime.ortops import OP_TYPE as EDGELM_OP
 from .quantize import QuantizedWeight
 
-__all__ = ["build_model", "OPSET", "KERNELS", "io_names", "interleave_offsets"]
+__all__ = ["build_model", "OPSET", "KERNELS", "io_names", "interleave_offsets", "kernel_blocks", "to_half"]
 
 OPSET = 21
 MS = "com.microsoft"
 
 
 def interleave_offsets(offsets: np.ndarray) -> np.ndarray:
-    """Block offsets ``[N, blocks]`` in BlockQuantMatMul's layout ``[ceil(N/4), blocks, 4]``:
+    """Per-block values ``[N, blocks]`` in BlockQuantMatMul's layout ``[ceil(N/4), blocks, 4]``:
     four rows side by side, so one vector load serves the four rows the kernel computes
-    together (rows past N are zero)."""
+    together (rows past N are zero). Keeps the dtype."""
     n, nb = offsets.shape
-    padded = np.zeros(((n + 3) // 4 * 4, nb), np.float32)
+    padded = np.zeros(((n + 3) // 4 * 4, nb), offsets.dtype)
     padded[:n] = offsets
     return np.ascontiguousarray(padded.reshape(-1, 4, nb).transpose(0, 2, 1))
+
+
+def to_half(x: np.ndarray, what: str) -> np.ndarray:
+    """float16 for BlockQuantMatMul's scales and mins; a value past float16's range is an
+    export error (MatMulNBits keeps float32)."""
+    x = np.asarray(x, np.float32)
+    if not np.all(np.isfinite(x)) or np.abs(x).max(initial=0.0) > np.finfo(np.float16).max:
+        raise ExportError(f"block {what} do not fit float16 (|x| <= 65504); export with --kernel matmulnbits")
+    return x.astype(np.float16)
+
+
+def kernel_blocks(w: QuantizedWeight) -> tuple[np.ndarray, np.ndarray | None]:
+    """BlockQuantMatMul's scales and interleaved mins (float16) for ``w``: its offsets
+    (``W = scale * (q - zp) + offset``) become mins (``W = scale * q + min``, min = offset -
+    zp * scale), which for GGUF Q4_1 is the file's own float16 ``m``."""
+    scales = to_half(w.scales, "scales")
+    if w.offsets is None:
+        return scales, None
+    mins = w.offsets.astype(np.float64) - w.zero_point * w.scales.astype(np.float64)
+    return scales, interleave_offsets(to_half(mins, "mins"))
 
 
 def io_names(num_layers: int) -> dict[str, Any]:
@@ -103,6 +126,10 @@ class _Builder:
             self._blocksums[key] = self.op("ReduceSum", [r, axes], keepdims=0)[0]
         return self._blocksums[key]
 
+    def scales(self, w: QuantizedWeight) -> np.ndarray:
+        """The scales initializer of ``w`` in the kernel's dtype (float16 for edgelm's)."""
+        return kernel_blocks(w)[0] if self.kernel == "edgelm" else w.scales
+
     def fuses_swiglu(self, w: np.ndarray | QuantizedWeight) -> bool:
         """Whether ``linear(..., swiglu=True)`` takes [gate | up] itself (edgelm's kernel)."""
         return self.kernel == "edgelm" and isinstance(w, QuantizedWeight)
@@ -114,11 +141,12 @@ class _Builder:
         if isinstance(w, QuantizedWeight):
             n, k = w.shape
             b = self.const(f"{name}.qweight", w.packed())
-            s = self.const(f"{name}.scales", w.scales)
+            s = self.const(f"{name}.scales", self.scales(w))
             if self.kernel == "edgelm":
                 inputs = [x, b, s]
-                if w.offsets is not None:
-                    inputs.append(self.const(f"{name}.block_offsets", interleave_offsets(w.offsets)))
+                mins = kernel_blocks(w)[1]
+                if mins is not None:
+                    inputs.append(self.const(f"{name}.block_mins", mins))
                 y = self.op(EDGELM_OP, inputs, name=name, domain=EDGELM_DOMAIN, K=k, N=n, bits=w.bits,
                             block_size=w.block_size, **({"swiglu": 1} if swiglu else {}))[0]
                 if bias is not None:
@@ -154,11 +182,13 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
         if embed.bits != 8 or embed.offsets is not None:
             raise ValueError("a quantized embedding must be 8-bit symmetric")
         b = g.const("lm_head.qweight" if arch.tie_word_embeddings else "embed.qweight", embed.packed())
-        s = g.const("lm_head.scales" if arch.tie_word_embeddings else "embed.scales", embed.scales)
+        s = g.const("lm_head.scales" if arch.tie_word_embeddings else "embed.scales", g.scales(embed))
         codes = g.op("Gather", [b, "input_ids"], name="embed/gather_codes")[0]
         codes_f = g.op("Cast", [codes], to=TensorProto.FLOAT)[0]
         centred = g.op("Sub", [codes_f, g.const("const/zp8", np.array(128.0, np.float32))])[0]
         scales = g.op("Gather", [s, "input_ids"], name="embed/gather_scales")[0]
+        if g.scales(embed).dtype != np.float32:
+            scales = g.op("Cast", [scales], to=TensorProto.FLOAT)[0]
         scales = g.op("Unsqueeze", [scales, g.const("const/axes_last", np.array([-1], np.int64))])[0]
         rows = g.op("Mul", [centred, scales])[0]
         hidden = g.op("Reshape", [rows, g.const("const/shape_hidden", np.array([0, 0, h], np.int64))],

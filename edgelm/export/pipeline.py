@@ -23,7 +23,7 @@ from .. import __version__
 from .._io import NO_SPACE_ERRNOS, atomic_dir, sha256_file, write_json
 from ..arch import Architecture
 from ..errors import ExportError, VerificationError
-from ..manifest import FileEntry, Manifest, Quant, QuantizationInfo, Verification, write_manifest
+from ..manifest import SCHEMA_VERSION, FileEntry, Manifest, Quant, QuantizationInfo, Verification, write_manifest
 from ..runtime.session import SessionInfo
 from .graph import KERNELS, build_model, io_names
 from .quantize import QuantizedWeight, quantize_asym, quantize_sym
@@ -168,7 +168,7 @@ def _weight_bytes(model: Any, arch: Architecture) -> dict[str, int]:
         nbytes = numpy_helper.to_array(init).nbytes if not init.raw_data else len(init.raw_data)
         if n.endswith(".scales"):
             kinds["scales"] += nbytes
-        elif n.endswith(".block_offsets"):
+        elif n.endswith((".block_offsets", ".block_mins")):
             kinds["offsets"] += nbytes
         elif n.endswith(".bias"):
             kinds["biases"] += nbytes
@@ -190,12 +190,13 @@ def _weight_bytes(model: Any, arch: Architecture) -> dict[str, int]:
     return kinds
 
 
-def _float_tensors(quant: Quant, arch: Architecture) -> list[str]:
+def _float_tensors(quant: Quant, arch: Architecture, kernel: str) -> list[str]:
     if quant is Quant.FP32:
         return ["all"]
-    out = ["rms norm weights", "rotary cos/sin tables", "block scales (float32)"]
+    half = kernel == "edgelm"
+    out = ["rms norm weights", "rotary cos/sin tables", f"block scales ({'float16' if half else 'float32'})"]
     if quant is Quant.INT4:
-        out.append("block offsets (float32, Q4_1-style)")
+        out.append("block mins (float16, GGUF Q4_1's m)" if half else "block offsets (float32, Q4_1-style)")
     if arch.attention_bias:
         out.append("attention biases")
     return out
@@ -317,13 +318,13 @@ def _manifest(src: LoadedSource, cfg: ExportConfig, folder: Path, weight_bytes: 
         embedding_bits=8 if quantized else None, head_bits=8 if quantized else None,
         block_size=BLOCK_SIZE if quantized else None,
         accuracy_level=cfg.accuracy_level if quantized and cfg.kernel == "matmulnbits" else None,
-        methods=methods, float_tensors=_float_tensors(cfg.quant, arch), linear_kernel=cfg.kernel if quantized else None)
+        methods=methods, float_tensors=_float_tensors(cfg.quant, arch, cfg.kernel), linear_kernel=cfg.kernel if quantized else None)
     io = dict(io_names(arch.num_layers))
     io.update(model_file=MODEL_FILE, kv_layout="BNSH", kv_dtype="float32", kv_shared_buffer=True,
               logits="last position only", position_handling="GroupQueryAttention rotary from seqlens_k")
     source = {"kind": src.kind, "name": src.name, **src.info}
     return Manifest(
-        schema_version=1, edgelm_version=__version__,
+        schema_version=SCHEMA_VERSION, edgelm_version=__version__,
         created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         source=source, architecture=arch, parameter_count=arch.parameter_count(), quantization=qinfo,
         weights_bytes=weight_bytes, files=files, io=io, generation=generation, tools=_tool_versions(),

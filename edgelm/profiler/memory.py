@@ -88,8 +88,10 @@ class MemoryEstimate:
         return d
 
 
-def weights_bytes_for(arch: Architecture, quant: Quant, block_size: int = 32) -> float:
-    """Bytes of weights an export would write, for models not exported yet (mirrors export's formats)."""
+def weights_bytes_for(arch: Architecture, quant: Quant, block_size: int = 32, linear_kernel: str | None = None) -> float:
+    """Bytes of weights an export would write, for models not exported yet (mirrors export's
+    formats: BlockQuantMatMul, the default kernel, keeps block scales and mins in float16,
+    MatMulNBits in float32)."""
     h, v = arch.hidden_size, arch.vocab_size
     linear = arch.parameter_count() - v * h * (1 if arch.tie_word_embeddings else 2) - h * (2 * arch.num_layers + 1)
     table = v * h * (1 if arch.tie_word_embeddings else 2)
@@ -98,7 +100,7 @@ def weights_bytes_for(arch: Architecture, quant: Quant, block_size: int = 32) ->
     if quant is Quant.FP32:
         return 4.0 * (linear + table) + rotary + norms
     bits = 4 if quant is Quant.INT4 else 8
-    per_block = 4.0 / block_size  # one float32 scale per block
+    per_block = (4.0 if linear_kernel == "matmulnbits" else 2.0) / block_size  # one scale (and min) per block
     lin = linear * (bits / 8 + per_block + (per_block if quant is Quant.INT4 else 0.0))
     return lin + table * (1 + per_block) + rotary + norms
 
@@ -116,7 +118,7 @@ def estimate_memory(arch: Architecture, quant: Quant, *, context: int, weights_b
     export default."""
     quant = Quant(quant)
     residency = RESIDENCY_MATMULNBITS if linear_kernel == "matmulnbits" else RESIDENCY
-    wb = weights_bytes if weights_bytes is not None else weights_bytes_for(arch, quant)
+    wb = weights_bytes if weights_bytes is not None else weights_bytes_for(arch, quant, linear_kernel=linear_kernel)
     return MemoryEstimate(
         weights_file_bytes=wb,
         weights_resident_bytes=wb * residency[quant],

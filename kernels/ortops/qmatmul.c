@@ -74,7 +74,7 @@ enum {
 };
 
 enum { ORT_INVALID_ARGUMENT = 2, ORT_FAIL = 1 };
-enum { TYPE_FLOAT = 1, TYPE_UINT8 = 2 };
+enum { TYPE_FLOAT = 1, TYPE_UINT8 = 2, TYPE_FLOAT16 = 10 };
 enum { IO_REQUIRED = 0, IO_OPTIONAL = 1 };
 
 #define FN(api, index, type) ((type)(((void* const*)(api))[index]))
@@ -134,16 +134,16 @@ typedef struct {
 } Kernel;
 
 /* Activations of one call, quantized once and read by every output row. Per row r and
- * block b: 32 int16 codes (in the order the weight codes unpack), the scale and the float
- * sum of the block. */
+ * block b: 32 int16 codes (in the order the weight codes unpack), the scale and the
+ * sum of its quantized values (times the scale). */
 typedef struct {
     const Kernel* kern;
     const float* a;    /* float activations [m, K] (prefill path) */
     const uint8_t* codes;
-    const float* scales;
-    const float* offsets; /* NULL: symmetric */
+    const uint16_t* scales; /* float16 */
+    const uint16_t* mins;   /* float16, four rows interleaved; NULL: symmetric */
     const int16_t* qa;
-    const int32_t* qz; /* per row and block: 8 int32, the first -8 * sum(q), for 4-bit codes */
+    const int32_t* qz; /* per row and block: 8 int32, the first the zero point's term (see quantize_block) */
     const float* da;
     const float* sa;
     float* y;
@@ -155,20 +155,28 @@ typedef struct {
  * in the float's low mantissa bits (|x| <= 2^22). Branch-free, so the loops vectorize. */
 #define ROUND_MAGIC 12582912.0f
 
-static inline void quantize_block(const float* x, int bits, int16_t* q, int32_t* qz, float* d_out,
+/* IEEE half to float (portable; the x86 paths use F16C's vcvtph2ps). */
+static inline float half_to_float(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    union { uint32_t u; float f; } v;
+    if (e == 0) { /* zero or subnormal: man * 2^-24 */
+        const float f = (float)man * 5.9604644775390625e-8f;
+        return sign ? -f : f;
+    }
+    v.u = sign | (e == 0x1f ? 0x7f800000u | (man << 13) : ((e + 112) << 23) | (man << 13));
+    return v.f;
+}
+
+static inline void quantize_block(const float* x, int bits, int32_t zmul, int16_t* q, int32_t* qz, float* d_out,
                                   float* sum_out) {
     /* eight independent lanes for the max and the sum, so both vectorize */
-    float amax8[8] = {0}, sum8[8] = {0}, r[QBLOCK];
+    float amax8[8] = {0}, r[QBLOCK];
     for (int i = 0; i < QBLOCK; i++) {
         const float v = fabsf(x[i]);
         amax8[i & 7] = v > amax8[i & 7] ? v : amax8[i & 7];
-        sum8[i & 7] += x[i];
     }
-    float amax = 0.0f, sum = 0.0f;
-    for (int i = 0; i < 8; i++) {
-        amax = amax8[i] > amax ? amax8[i] : amax;
-        sum += sum8[i];
-    }
+    float amax = 0.0f;
+    for (int i = 0; i < 8; i++) amax = amax8[i] > amax ? amax8[i] : amax;
     const float d = amax / 32767.0f;
     const float inv = d > 0.0f ? 1.0f / d : 0.0f;
     for (int i = 0; i < QBLOCK; i++) {
@@ -181,14 +189,19 @@ static inline void quantize_block(const float* x, int bits, int16_t* q, int32_t*
         const int dst = bits == 4 ? (i & 1) * 16 + (i >> 1) : i;
         q[dst] = (int16_t)(int)r[i];
     }
-    /* 4-bit codes are multiplied as stored (0..15): sum (q - 8) a = sum q a - 8 sum a, and the
-       second term is added exactly, in int32, as lane 0 of this vector. */
+    /* The kernels multiply 4-bit codes as stored (0..15) and 8-bit codes centred (q - 128);
+       the zero point the format wants differs by zmul (see zero_point_term): sum (q - zp) a =
+       sum q a + zmul sum a, whose second term is added exactly, in int32, as lane 0 of this
+       vector. */
     int32_t qsum = 0;
     for (int i = 0; i < QBLOCK; i++) qsum += (int32_t)r[i];
     for (int i = 0; i < 8; i++) qz[i] = 0;
-    qz[0] = bits == 4 ? -8 * qsum : 0;
+    qz[0] = zmul * qsum;
     *d_out = d;
-    *sum_out = sum;
+    /* The sum the mins multiply is that of the quantized activations, not of x: the block's
+       whole product then sees one rounding of a, sum (d q + m)(a + e), instead of the
+       larger sum d q e left when an exact sum meets uncentred codes. */
+    *sum_out = d * (float)qsum;
 }
 
 /* exp(x) for x <= 0 without libm, branch-free so it vectorizes: 2^(x log2 e) split into
@@ -232,16 +245,24 @@ static inline void swiglu_row(const float* gate_up, int64_t k, float* out) {
             x = tmp;                                                                                 \
         }                                                                                            \
         for (int64_t b = 0; b < nb; b++)                                                             \
-            quantize_block(x + b * QBLOCK, bits, qa + (r * nb + b) * QBLOCK, qz + (r * nb + b) * 8,  \
+            quantize_block(x + b * QBLOCK, bits, zmul, qa + (r * nb + b) * QBLOCK, qz + (r * nb + b) * 8, \
                            da + r * nb + b, sa + r * nb + b);                                        \
     }
 
-static void quantize_rows(const float* a, int64_t m, int64_t k, int bits, int swiglu, float* tmp, int16_t* qa,
-                          int32_t* qz, float* da, float* sa) {
+static void quantize_rows(const float* a, int64_t m, int64_t k, int bits, int32_t zmul, int swiglu, float* tmp,
+                          int16_t* qa, int32_t* qz, float* da, float* sa) {
     QUANTIZE_ROWS_BODY
 }
 
-/* Offset of row n, block b, in the four-row interleaved layout. */
+/* What qz adds per block, times the sum of the activation codes: the integer dots compute
+ * sum q a for 4-bit codes and sum (q - 128) a for 8-bit ones; symmetric formats want
+ * sum (q - zp) a with zp 8 / 128, formats with mins sum q a (W = scale * q + min). */
+static inline int32_t zero_point_term(int bits, int has_mins) {
+    if (bits == 4) return has_mins ? 0 : -8;
+    return has_mins ? 128 : 0;
+}
+
+/* Min of row n, block b, in the four-row interleaved layout. */
 static inline int64_t offset_index(int64_t n, int64_t b, int64_t nb) { return ((n >> 2) * nb + b) * 4 + (n & 3); }
 
 /* One output value: row n of the weights against activation row r (portable C). */
@@ -251,22 +272,20 @@ static float dot_scalar(const Task* t, int64_t n, int64_t r) {
     const int16_t* qa = t->qa + r * nb * QBLOCK;
     const float* da = t->da + r * nb;
     const float* sa = t->sa + r * nb;
-    const float* sc = t->scales + n * nb;
+    const uint16_t* sc = t->scales + n * nb;
     const int bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
     const uint8_t* w = t->codes + n * nb * bytes;
     float acc = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         const int16_t* q = qa + b * QBLOCK;
         const uint8_t* wb = w + b * bytes;
-        int32_t s = 0;
-        if (bits == 4) {
+        int32_t s = t->qz[(r * nb + b) * 8];
+        if (bits == 4)
             for (int i = 0; i < 16; i++) s += (wb[i] & 15) * q[i] + (wb[i] >> 4) * q[16 + i];
-            s += t->qz[(r * nb + b) * 8];
-        } else {
+        else
             for (int i = 0; i < QBLOCK; i++) s += ((int)wb[i] - 128) * q[i];
-        }
-        acc += (float)s * (sc[b] * da[b]);
-        if (t->offsets) acc += t->offsets[offset_index(n, b, nb)] * sa[b];
+        acc += (float)s * (half_to_float(sc[b]) * da[b]);
+        if (t->mins) acc += half_to_float(t->mins[offset_index(n, b, nb)]) * sa[b];
     }
     return acc;
 }
@@ -282,8 +301,8 @@ static float dot_float_scalar(const Task* t, int64_t n, int64_t r) {
     const float zp = bits == 4 ? 8.0f : 128.0f;
     float acc = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        const float s = t->scales[n * nb + b];
-        const float base = (t->offsets ? t->offsets[offset_index(n, b, nb)] : 0.0f) - zp * s;
+        const float s = half_to_float(t->scales[n * nb + b]);
+        const float base = t->mins ? half_to_float(t->mins[offset_index(n, b, nb)]) : -zp * s;
         for (int i = 0; i < QBLOCK; i++) {
             const int q = bits == 4 ? (w[b * 16 + i / 2] >> (4 * (i & 1))) & 15 : w[b * 32 + i];
             acc += (s * (float)q + base) * x[b * QBLOCK + i];
@@ -293,23 +312,28 @@ static float dot_float_scalar(const Task* t, int64_t n, int64_t r) {
 }
 
 #ifdef EDGELM_X86
-__attribute__((target("avx2,fma"))) static void quantize_rows_avx2(const float* a, int64_t m, int64_t k, int bits,
-                                                                  int swiglu, float* tmp, int16_t* qa, int32_t* qz,
-                                                                  float* da, float* sa) {
+__attribute__((target("avx2,fma,f16c"))) static void quantize_rows_avx2(const float* a, int64_t m, int64_t k, int bits,
+                                                                  int32_t zmul, int swiglu, float* tmp, int16_t* qa,
+                                                                  int32_t* qz, float* da, float* sa) {
     QUANTIZE_ROWS_BODY
 }
 
-__attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v) {
+__attribute__((target("avx2,fma,f16c"))) static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
 }
 
+/* Four halves (the mins of four interleaved rows) as floats. */
+__attribute__((target("avx2,fma,f16c"))) static inline __m128 half4(const uint16_t* p) {
+    return _mm_cvtph_ps(_mm_loadl_epi64((const __m128i*)p));
+}
+
 /* The 32 codes of one block as two vectors of 16 int16, in the order quantize_block stores
  * the activations: 4-bit codes as stored (0..15; the zero point comes back through qz),
  * 8-bit codes centred (q - 128). */
-__attribute__((target("avx2,fma"))) static inline void load_codes(const uint8_t* w, int bits, __m256i* lo,
+__attribute__((target("avx2,fma,f16c"))) static inline void load_codes(const uint8_t* w, int bits, __m256i* lo,
                                                                  __m256i* hi) {
     if (bits == 4) {
         /* each int16 holds one byte: its low nibble is element 2i, its high nibble 2i + 1 */
@@ -324,7 +348,7 @@ __attribute__((target("avx2,fma"))) static inline void load_codes(const uint8_t*
 }
 
 /* Four weight rows against one activation row: each activation block is loaded once. */
-__attribute__((target("avx2,fma"))) static void dot4_avx2(const Task* t, int64_t n, int64_t r, float* out,
+__attribute__((target("avx2,fma,f16c"))) static void dot4_avx2(const Task* t, int64_t n, int64_t r, float* out,
                                                          int64_t stride) {
     const int64_t nb = t->kern->k / QBLOCK;
     const int bits = (int)t->kern->bits;
@@ -333,9 +357,9 @@ __attribute__((target("avx2,fma"))) static void dot4_avx2(const Task* t, int64_t
     const int32_t* qz = t->qz + r * nb * 8;
     const float* da = t->da + r * nb;
     const uint8_t* w = t->codes + n * nb * bytes;
-    const float* sc = t->scales + n * nb;
+    const uint16_t* sc = t->scales + n * nb;
     const float* sa = t->sa + r * nb;
-    const float* off = t->offsets ? t->offsets + (n >> 2) * nb * 4 : NULL;
+    const uint16_t* off = t->mins ? t->mins + (n >> 2) * nb * 4 : NULL;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     __m128 corr = _mm_setzero_ps();
     /* The next four rows, two cache lines a block: the head (8-bit, 28 MB for SmolLM2) streams
@@ -344,7 +368,7 @@ __attribute__((target("avx2,fma"))) static void dot4_avx2(const Task* t, int64_t
     for (int64_t b = 0; b < nb; b++) {
         _mm_prefetch(next + b * 4 * bytes, _MM_HINT_T0);
         _mm_prefetch(next + b * 4 * bytes + 64, _MM_HINT_T0);
-        if (off) corr = _mm_fmadd_ps(_mm_loadu_ps(off + b * 4), _mm_set1_ps(sa[b]), corr);
+        if (off) corr = _mm_fmadd_ps(half4(off + b * 4), _mm_set1_ps(sa[b]), corr);
         const __m256 d = _mm256_broadcast_ss(da + b);
         const __m256i qlo = _mm256_loadu_si256((const __m256i*)(qa + b * QBLOCK));
         const __m256i qhi = _mm256_loadu_si256((const __m256i*)(qa + b * QBLOCK + 16));
@@ -353,7 +377,7 @@ __attribute__((target("avx2,fma"))) static void dot4_avx2(const Task* t, int64_t
             __m256i lo, hi;
             load_codes(w + (j * nb + b) * bytes, bits, &lo, &hi);
             const __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(lo, qlo), _mm256_madd_epi16(hi, qhi)), z);
-            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), d), _mm256_broadcast_ss(sc + j * nb + b),
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), d), _mm256_set1_ps(_cvtsh_ss(sc[j * nb + b])),
                                      acc[j]);
         }
     }
@@ -362,16 +386,106 @@ __attribute__((target("avx2,fma"))) static void dot4_avx2(const Task* t, int64_t
     for (int j = 0; j < 4; j++) out[j * stride] = hsum8(acc[j]) + c[j];
 }
 
+/* The same four rows with AVX-512 VNNI, two blocks a step. vpdpwssd multiplies 16-bit pairs
+ * and adds them into int32 lanes in one instruction; a 512-bit register holds the low-nibble
+ * halves of blocks b and b + 1 ([16 of b | 16 of b+1] words), another the high-nibble halves,
+ * so int32 lanes 0-7 sum block b and lanes 8-15 block b + 1 and the float scaling runs once
+ * per two blocks. The int32 sums are the AVX2 path's exactly; only the float adds differ in
+ * order. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) static inline __m512 pair_scale(__m128 p) {
+    /* [p[0] x 8 | p[1] x 8] */
+    const __m512i idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p));
+}
+
+/* Two consecutive halves as floats (in lanes 0 and 1). */
+__attribute__((target("avx2,fma,f16c"))) static inline __m128 half2(const uint16_t* p) {
+    int32_t bits;
+    memcpy(&bits, p, sizeof bits);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128(bits));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) static void dot4_avx512(const Task* t, int64_t n,
+                                                                                             int64_t r, float* out,
+                                                                                             int64_t stride) {
+    const int64_t nb = t->kern->k / QBLOCK;
+    const int bits = (int)t->kern->bits;
+    const int bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
+    const int16_t* qa = t->qa + r * nb * QBLOCK;
+    const int32_t* qz = t->qz + r * nb * 8;
+    const float* da = t->da + r * nb;
+    const uint8_t* w = t->codes + n * nb * bytes;
+    const uint16_t* sc = t->scales + n * nb;
+    const float* sa = t->sa + r * nb;
+    const uint16_t* off = t->mins ? t->mins + (n >> 2) * nb * 4 : NULL;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m128 corr = _mm_setzero_ps();
+    const char* next = (const char*)(w + 4 * nb * bytes);
+    const __m512i low4 = _mm512_set1_epi16(15);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        for (int l = 0; l < 8 * bytes; l += 64) _mm_prefetch(next + b * 4 * bytes + l, _MM_HINT_T0);
+        if (off) {
+            corr = _mm_fmadd_ps(half4(off + b * 4), _mm_set1_ps(sa[b]), corr);
+            corr = _mm_fmadd_ps(half4(off + b * 4 + 4), _mm_set1_ps(sa[b + 1]), corr);
+        }
+        const __m512i a0 = _mm512_loadu_si512((const void*)(qa + b * QBLOCK));
+        const __m512i a1 = _mm512_loadu_si512((const void*)(qa + b * QBLOCK + QBLOCK));
+        const __m512i alo = _mm512_shuffle_i64x2(a0, a1, 0x44); /* first halves of b, b + 1 */
+        const __m512i ahi = _mm512_shuffle_i64x2(a0, a1, 0xEE); /* second halves */
+        const __m512i z = _mm512_loadu_si512((const void*)(qz + b * 8));
+        const __m512 d = pair_scale(_mm_castpd_ps(_mm_load_sd((const double*)(da + b))));
+        for (int j = 0; j < 4; j++) {
+            const uint8_t* wj = w + (j * nb + b) * bytes;
+            __m512i lo, hi;
+            if (bits == 4) {
+                const __m512i x = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i*)wj));
+                lo = _mm512_and_si512(x, low4);
+                hi = _mm512_srli_epi16(x, 4);
+            } else {
+                const __m256i c0 = _mm256_loadu2_m128i((const __m128i*)(wj + 32), (const __m128i*)wj);
+                const __m256i c1 = _mm256_loadu2_m128i((const __m128i*)(wj + 48), (const __m128i*)(wj + 16));
+                lo = _mm512_cvtepi8_epi16(_mm256_xor_si256(c0, flip));
+                hi = _mm512_cvtepi8_epi16(_mm256_xor_si256(c1, flip));
+            }
+            const __m512i s = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(z, lo, alo), hi, ahi);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, pair_scale(half2(sc + j * nb + b))), acc[j]);
+        }
+    }
+    float c[4];
+    _mm_storeu_ps(c, corr);
+    for (int j = 0; j < 4; j++) c[j] += _mm512_reduce_add_ps(acc[j]);
+    if (b < nb) { /* an odd last block */
+        if (off) {
+            float o[4];
+            _mm_storeu_ps(o, half4(off + b * 4));
+            for (int j = 0; j < 4; j++) c[j] += o[j] * sa[b];
+        }
+        for (int j = 0; j < 4; j++) {
+            const uint8_t* wb = w + (j * nb + b) * bytes;
+            const int16_t* q = qa + b * QBLOCK;
+            int32_t s = qz[b * 8];
+            if (bits == 4)
+                for (int i = 0; i < 16; i++) s += (wb[i] & 15) * q[i] + (wb[i] >> 4) * q[16 + i];
+            else
+                for (int i = 0; i < QBLOCK; i++) s += ((int)wb[i] - 128) * q[i];
+            c[j] += (float)s * (_cvtsh_ss(sc[j * nb + b]) * da[b]);
+        }
+    }
+    for (int j = 0; j < 4; j++) out[j * stride] = c[j];
+}
+
 /* Prefill (M >= 8), in float: a task's weight rows are dequantized once (offsets included,
  * natural order) into a per-thread buffer, then each row meets the activations eight rows
  * at a time, read straight from A: four FMAs per block and row, no activation
  * quantization (so prefill is exact up to float rounding). */
-__attribute__((target("avx2,fma"))) static void dequantize_row_avx2(const Task* t, int64_t n, float* out) {
+__attribute__((target("avx2,fma,f16c"))) static void dequantize_row_avx2(const Task* t, int64_t n, float* out) {
     const int64_t nb = t->kern->k / QBLOCK;
     const int bits = (int)t->kern->bits;
     const int bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
     const uint8_t* w = t->codes + n * nb * bytes;
-    const float* sc = t->scales + n * nb;
+    const uint16_t* sc = t->scales + n * nb;
     const float zp = bits == 4 ? 8.0f : 128.0f;
     for (int64_t b = 0; b < nb; b++) {
         __m128i c[4]; /* 32 codes as 4 x 8 bytes, natural order */
@@ -392,16 +506,17 @@ __attribute__((target("avx2,fma"))) static void dequantize_row_avx2(const Task* 
             c[2] = p1;
             c[3] = _mm_srli_si128(p1, 8);
         }
-        const float o = t->offsets ? t->offsets[offset_index(n, b, nb)] : 0.0f;
-        const __m256 s = _mm256_broadcast_ss(sc + b);
-        const __m256 base = _mm256_set1_ps(o - zp * sc[b]); /* w = s * q + (offset - zp * s) */
+        const float sb = _cvtsh_ss(sc[b]);
+        const __m256 s = _mm256_set1_ps(sb);
+        /* w = s * q + min, or s * q - zp * s without mins */
+        const __m256 base = _mm256_set1_ps(t->mins ? _cvtsh_ss(t->mins[offset_index(n, b, nb)]) : -zp * sb);
         for (int j = 0; j < 4; j++)
             _mm256_storeu_ps(out + b * QBLOCK + j * 8,
                              _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c[j])), s, base));
     }
 }
 
-__attribute__((target("avx2,fma"), always_inline)) static inline void rows_float_avx2(const Task* t, const float* wrow,
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void rows_float_avx2(const Task* t, const float* wrow,
                                                                                      int64_t n, int64_t r,
                                                                                      const int rows) {
     const int64_t k = t->kern->k, nrows = t->kern->n;
@@ -419,12 +534,12 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void rows_float
 }
 
 /* The full tile with a constant row count (the accumulators stay in registers), and the rest. */
-__attribute__((target("avx2,fma"))) static void rows8_float_avx2(const Task* t, const float* wrow, int64_t n,
+__attribute__((target("avx2,fma,f16c"))) static void rows8_float_avx2(const Task* t, const float* wrow, int64_t n,
                                                                 int64_t r) {
     rows_float_avx2(t, wrow, n, r, 8);
 }
 
-__attribute__((target("avx2,fma"))) static void rows_tail_float_avx2(const Task* t, const float* wrow, int64_t n,
+__attribute__((target("avx2,fma,f16c"))) static void rows_tail_float_avx2(const Task* t, const float* wrow, int64_t n,
                                                                     int64_t r, int rows) {
     rows_float_avx2(t, wrow, n, r, rows);
 }
@@ -433,16 +548,33 @@ __attribute__((target("avx2,fma"))) static void rows_tail_float_avx2(const Task*
 static __thread float* wbuf = NULL;
 static __thread size_t wbuf_floats = 0;
 
-static int have_avx2(void) {
+/* The instruction set the kernels use: the best the CPU has, capped by EDGELM_ORTOPS_ISA
+ * (portable, avx2 or avx512; tests pin each path) or EDGELM_ORTOPS_PORTABLE=1. */
+enum { ISA_PORTABLE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+
+static int isa(void) {
     static int cached = -1;
     if (cached < 0) {
-        const char* portable = getenv("EDGELM_ORTOPS_PORTABLE");
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                 !(portable && portable[0] && portable[0] != '0');
+        int best = ISA_PORTABLE;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+            best = ISA_AVX2;
+            if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+                best = ISA_AVX512;
+        }
+        const char* cap = getenv("EDGELM_ORTOPS_ISA");
+        const char* portable = getenv("EDGELM_ORTOPS_PORTABLE");
+        int limit = ISA_AVX512;
+        if (cap && strcmp(cap, "portable") == 0) limit = ISA_PORTABLE;
+        if (cap && strcmp(cap, "avx2") == 0) limit = ISA_AVX2;
+        if (portable && portable[0] && portable[0] != '0') limit = ISA_PORTABLE;
+        cached = best < limit ? best : limit;
     }
     return cached;
 }
+
+static int have_avx2(void) { return isa() >= ISA_AVX2; }
 #endif
 
 static void run_task(void* data, size_t index) {
@@ -472,6 +604,9 @@ static void run_task(void* data, size_t index) {
                     rows_tail_float_avx2(t, wbuf + (j - n0) * k, j, r, (int)(t->m - r));
             }
         return;
+    } else if (isa() == ISA_AVX512 && (n & 3) == 0) {
+        for (; n + 4 <= n1; n += 4)
+            for (int64_t r = 0; r < t->m; r++) dot4_avx512(t, n, r, &t->y[r * nrows + n], 1);
     } else if (have_avx2() && (n & 3) == 0) {
         for (; n + 4 <= n1; n += 4)
             for (int64_t r = 0; r < t->m; r++) dot4_avx2(t, n, r, &t->y[r * nrows + n], 1);
@@ -559,11 +694,11 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     dims[ndim - 1] = kern->n;
 
     GetTensorMutableDataFn data = FN(api, API_GetTensorMutableData, GetTensorMutableDataFn);
-    void *a, *codes, *scales, *offsets = NULL, *y;
+    void *a, *codes, *scales, *mins = NULL, *y;
     TRY(data((OrtValue*)a_val, &a));
     TRY(data((OrtValue*)b_val, &codes));
     TRY(data((OrtValue*)s_val, &scales));
-    if (o_val) TRY(data((OrtValue*)o_val, &offsets));
+    if (o_val) TRY(data((OrtValue*)o_val, &mins));
     OrtValue* y_val;
     TRY(FN(api, API_KernelContext_GetOutput, KernelContextGetOutputFn)(ctx, 0, dims, ndim, &y_val));
     TRY(data(y_val, &y));
@@ -578,6 +713,7 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
         scratch = grown;
         scratch_bytes = need;
     }
+    const int32_t zmul = zero_point_term((int)kern->bits, mins != NULL);
     int16_t* qa = (int16_t*)scratch;
     int32_t* qz = (int32_t*)(qa + (size_t)m * nb * QBLOCK);
     float* da = (float*)(qz + (size_t)m * nb * 8);
@@ -595,12 +731,13 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
             a_float = act;
         }
     } else if (have_avx2())
-        quantize_rows_avx2((const float*)a, m, kern->k, (int)kern->bits, (int)kern->swiglu, tmp, qa, qz, da, sa);
+        quantize_rows_avx2((const float*)a, m, kern->k, (int)kern->bits, zmul, (int)kern->swiglu, tmp, qa, qz, da, sa);
     else
 #endif
-        quantize_rows((const float*)a, m, kern->k, (int)kern->bits, (int)kern->swiglu, tmp, qa, qz, da, sa);
+        quantize_rows((const float*)a, m, kern->k, (int)kern->bits, zmul, (int)kern->swiglu, tmp, qa, qz, da, sa);
 
-    Task t = {kern, a_float, (const uint8_t*)codes, (const float*)scales, (const float*)offsets, qa, qz, da, sa, (float*)y, m, 0};
+    Task t = {kern, a_float, (const uint8_t*)codes, (const uint16_t*)scales, (const uint16_t*)mins, qa, qz, da, sa,
+              (float*)y, m, 0};
     /* Tasks of a few KB of weights each; ONNX Runtime's pool hands them out. */
     t.rows_per_task = kern->bits == 4 || a_float ? 32 : 16;
     const size_t tasks = (size_t)((kern->n + t.rows_per_task - 1) / t.rows_per_task);
@@ -621,7 +758,7 @@ static const char* op_provider(const OrtCustomOp* op) {
 }
 static int input_type(const OrtCustomOp* op, size_t i) {
     (void)op;
-    return i == 1 ? TYPE_UINT8 : TYPE_FLOAT;
+    return i == 0 ? TYPE_FLOAT : (i == 1 ? TYPE_UINT8 : TYPE_FLOAT16);
 }
 static size_t input_count(const OrtCustomOp* op) {
     (void)op;

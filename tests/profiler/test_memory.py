@@ -12,18 +12,20 @@ from edgelm.profiler.memory import estimate_memory, measure_peak_rss, weights_by
 from ..conftest import TINY_VARIANTS
 
 
-@pytest.mark.parametrize("quant", ["fp32", "int8", "int4"])
+@pytest.mark.parametrize(("quant", "kernel"), [("fp32", "edgelm"), ("int8", "edgelm"), ("int4", "edgelm"),
+                                               ("int8", "matmulnbits"), ("int4", "matmulnbits")])
 @pytest.mark.parametrize("variant", ["llama-tied", "llama-untied"])
-def test_weight_bytes_match_what_export_writes(variant: str, quant: str, tiny_models: dict[str, Path],
+def test_weight_bytes_match_what_export_writes(variant: str, quant: str, kernel: str, tiny_models: dict[str, Path],
                                                tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from edgelm.export import ExportConfig, export
 
     out = tmp_path / quant
-    export(str(tiny_models[variant]), out, ExportConfig(quant=quant, verify=False, progress=False))
+    export(str(tiny_models[variant]), out, ExportConfig(quant=quant, verify=False, progress=False, kernel=kernel))
     m = read_manifest(out)
     # Exact but for the graph's few shape constants (under a kilobyte).
-    assert weights_bytes_for(TINY_VARIANTS[variant], Quant(quant)) == pytest.approx(m.weights_bytes["total"], abs=1024)
+    assert weights_bytes_for(TINY_VARIANTS[variant], Quant(quant), linear_kernel=kernel) == pytest.approx(
+        m.weights_bytes["total"], abs=1024)
 
 
 def test_kv_cache_term() -> None:

@@ -3,7 +3,7 @@
 Shapes cover decode (M = 1), the prefill tile (M multiple of 4) and its remainders,
 N that is not a multiple of 4 (the portable tail), 4-bit with and without block
 offsets and 8-bit. The portable C path (what a CPU without AVX2 runs) is checked in a
-child process with EDGELM_ORTOPS_PORTABLE=1.
+child process per instruction-set path (EDGELM_ORTOPS_ISA=portable / avx2 / avx512).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgelm.export.graph import interleave_offsets  # noqa: E402
+from edgelm.export.graph import kernel_blocks  # noqa: E402
 from edgelm.export.quantize import QuantizedWeight, quantize_asym, quantize_sym  # noqa: E402
 from edgelm.runtime import ortops  # noqa: E402
 
@@ -32,10 +32,11 @@ TOL = 3e-4
 
 def _model(w: QuantizedWeight, block_size: int = 32, swiglu: bool = False) -> bytes:
     n, k = w.shape
-    inits = [numpy_helper.from_array(w.packed(), "B"), numpy_helper.from_array(w.scales, "S")]
+    scales, mins = kernel_blocks(w)
+    inits = [numpy_helper.from_array(w.packed(), "B"), numpy_helper.from_array(scales, "S")]
     inputs = ["A", "B", "S"]
-    if w.offsets is not None:
-        inits.append(numpy_helper.from_array(interleave_offsets(w.offsets), "O"))
+    if mins is not None:
+        inits.append(numpy_helper.from_array(mins, "O"))
         inputs.append("O")
     node = helper.make_node(ortops.OP_TYPE, inputs, ["Y"], domain=ortops.DOMAIN, K=k, N=n, bits=w.bits,
                             block_size=block_size, **({"swiglu": 1} if swiglu else {}))
@@ -52,10 +53,21 @@ def _session(model: bytes, threads: int = 2) -> ort.InferenceSession:
     return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
+def _half_exact(w: QuantizedWeight) -> QuantizedWeight:
+    """``w`` with scales and mins that float16 holds exactly (as GGUF's blocks are), so the
+    reference is exactly the weights the operator receives."""
+    scales = w.scales.astype(np.float16).astype(np.float32)
+    offsets = None
+    if w.offsets is not None:
+        mins = (w.offsets - w.zero_point * w.scales).astype(np.float16).astype(np.float32)
+        offsets = mins + np.float32(w.zero_point) * scales
+    return QuantizedWeight(w.bits, w.block_size, w.q, scales, offsets, w.method)
+
+
 def _weights(kind: str, n: int, k: int, seed: int = 0) -> QuantizedWeight:
     w = np.random.default_rng(seed).standard_normal((n, k)).astype(np.float32) * 0.05
-    return {"q4_offsets": lambda: quantize_asym(w, 4), "q4_sym": lambda: quantize_sym(w, 4),
-            "q8_sym": lambda: quantize_sym(w, 8)}[kind]()
+    return _half_exact({"q4_offsets": lambda: quantize_asym(w, 4), "q4_sym": lambda: quantize_sym(w, 4),
+                        "q8_sym": lambda: quantize_sym(w, 8), "q8_offsets": lambda: quantize_asym(w, 8)}[kind]())
 
 
 def _activations(m: int, k: int, seed: int = 1) -> np.ndarray:
@@ -69,14 +81,34 @@ def _rel_err(y: np.ndarray, a: np.ndarray, w: QuantizedWeight) -> float:
     return float(np.abs(y - ref).max() / np.abs(ref).max())
 
 
-@pytest.mark.parametrize("kind", ["q4_offsets", "q4_sym", "q8_sym"])
+@pytest.mark.parametrize("kind", ["q4_offsets", "q4_sym", "q8_sym", "q8_offsets"])
 @pytest.mark.parametrize("m", [1, 3, 4, 9, 64])
-def test_matches_numpy(kind: str, m: int) -> None:
-    w = _weights(kind, 202, 160)  # N = 202: not a multiple of 4
-    a = _activations(m, 160)
+@pytest.mark.parametrize("k", [160, 192])  # 5 blocks (an odd one left after pairs) and 6
+def test_matches_numpy(kind: str, m: int, k: int) -> None:
+    w = _weights(kind, 202, k)  # N = 202: not a multiple of 4
+    a = _activations(m, k)
     y = _session(_model(w)).run(None, {"A": a})[0]
     assert y.shape == (m, 202)
     assert _rel_err(y, a, w) < TOL
+
+
+def test_scales_and_mins_go_to_float16_exactly() -> None:
+    """GGUF Q4_1 keeps d and m in float16: the operator's inputs carry them unchanged."""
+    w = _weights("q4_offsets", 8, 64)
+    scales, mins = kernel_blocks(w)
+    assert scales.dtype == np.float16 and mins is not None and mins.dtype == np.float16
+    assert np.array_equal(scales.astype(np.float32), w.scales)
+    want = (w.offsets - 8 * w.scales).astype(np.float16)
+    assert np.array_equal(mins.reshape(2, 2, 4).transpose(0, 2, 1).reshape(8, 2), want)
+
+
+def test_scales_past_float16_are_an_export_error() -> None:
+    from edgelm.errors import ExportError
+
+    w = _weights("q8_sym", 4, 32)
+    big = QuantizedWeight(8, 32, w.q, w.scales * 1e9, None, w.method)
+    with pytest.raises(ExportError, match="float16"):
+        kernel_blocks(big)
 
 
 @pytest.mark.parametrize("kind", ["q4_offsets", "q8_sym"])
@@ -131,23 +163,28 @@ def test_same_result_with_any_thread_count() -> None:
     assert np.array_equal(one, two)
 
 
-def test_portable_path_matches_numpy() -> None:
+@pytest.mark.parametrize("isa", ["portable", "avx2", "avx512"])
+def test_each_instruction_set_path_matches_numpy(isa: str) -> None:
+    """The kernels a CPU runs depend on what it has (AVX-512 VNNI, AVX2, neither: the
+    portable C of phones without x86); EDGELM_ORTOPS_ISA caps the choice, so each path is
+    checked here on whatever this machine offers up to that cap."""
     code = f"""
 import json, sys, numpy as np
 sys.path.insert(0, {os.path.dirname(__file__)!r})
 import test_ortops as t
 out = {{}}
-for kind in ("q4_offsets", "q4_sym", "q8_sym"):
-    for m in (1, 5):
-        w = t._weights(kind, 70, 96); a = t._activations(m, 96)
-        out[f"{{kind}}/{{m}}"] = t._rel_err(t._session(t._model(w)).run(None, {{"A": a}})[0], a, w)
+for kind in ("q4_offsets", "q4_sym", "q8_sym", "q8_offsets"):
+    for m in (1, 5, 9):
+        for k in (96, 160):
+            w = t._weights(kind, 70, k); a = t._activations(m, k)
+            out[f"{{kind}}/{{m}}/{{k}}"] = t._rel_err(t._session(t._model(w)).run(None, {{"A": a}})[0], a, w)
 print(json.dumps(out))
 """
-    env = dict(os.environ, EDGELM_ORTOPS_PORTABLE="1")
+    env = dict(os.environ, EDGELM_ORTOPS_ISA=isa)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     errors = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(errors) == 6 and max(errors.values()) < TOL, errors
+    assert len(errors) == 24 and max(errors.values()) < TOL, errors
 
 
 def test_wrong_inner_dimension_is_an_error_not_a_crash() -> None:

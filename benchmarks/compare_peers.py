@@ -108,14 +108,31 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _export_fingerprint() -> str:
+    """A hash of what decides how an edgelm folder is made and read (the export code and the
+    operator's source), so a cached folder from an older edgelm is rebuilt."""
+    import hashlib
+
+    import edgelm
+
+    root = Path(edgelm.__file__).resolve().parent
+    files = sorted((root / "export").glob("*.py")) + sorted((root.parent / "kernels" / "ortops").glob("*.c"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _current(folder: Path, kernel: str) -> bool:
     """Whether a cached edgelm folder was made the way export makes it now."""
     from edgelm.errors import EdgeLMError
     from edgelm.manifest import read_manifest
 
+    stamp = folder.with_name(folder.name + ".fingerprint")
     try:
-        return read_manifest(folder).quantization.linear_kernel == kernel
-    except EdgeLMError:
+        return (read_manifest(folder).quantization.linear_kernel == kernel
+                and stamp.read_text() == _export_fingerprint())
+    except (EdgeLMError, OSError):
         return False
 
 
@@ -127,6 +144,7 @@ def edgelm_folder(work: Path, quant: str) -> Path:
     if not _current(out, ExportConfig().kernel):
         print(f"[build] edgelm {quant} export", file=sys.stderr, flush=True)
         export("smollm2-135m", out, ExportConfig(quant=Quant(quant), force=True, progress=False))
+        atomic_write_text(out.with_name(out.name + ".fingerprint"), _export_fingerprint())
     return out
 
 

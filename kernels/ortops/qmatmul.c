@@ -1,21 +1,23 @@
 /* edgelm's ONNX Runtime custom operator: BlockQuantMatMul (domain "ai.edgelm").
  *
  *     Y[..., n] = sum_k A[..., k] * W[n, k]
- *     W[n, k]   = scales[n, b] * (q[n, k] - zp) + offsets[n, b],   b = k / 32
+ *     W[n, k]   = scales[n, b] * (q[n, k] - zp)      without mins (zp 8 / 128)
+ *     W[n, k]   = scales[n, b] * q[n, k] + mins[n, b] with mins,   b = k / 32
  *
- * with q the 4-bit (zp 8) or 8-bit (zp 128) codes packed exactly as MatMulNBits reads
- * them ([N, K/32, 16] or [N, K/32, 32] bytes, 4-bit: element 2i in the low nibble) and
- * scales [N, K/32]. `offsets` is optional (symmetric formats); it is stored four rows
+ * with q the 4-bit or 8-bit codes packed exactly as MatMulNBits reads them ([N, K/32, 16]
+ * or [N, K/32, 32] bytes, 4-bit: element 2i in the low nibble) and scales [N, K/32] in
+ * float16. `mins` (float16) is optional (symmetric formats); it is stored four rows
  * interleaved, [ceil(N/4), K/32, 4], so one vector load serves the four rows a pass
- * computes. This is GGUF Q4_1 (offset = m + 8d) and Q8_0 in one node: ONNX Runtime's
- * MatMulNBits has no fast path for a float per-block offset, so edgelm's graph used to
- * add it with four more nodes per linear.
+ * computes. This is GGUF Q4_1 (d and m, both float16 in the file) and Q8_0 in one node,
+ * at GGUF's 20 / 34 bytes a block: decode streams the weights from DRAM, so the bytes
+ * per token set its pace. ONNX Runtime's MatMulNBits has no fast path for a float
+ * per-block offset, so edgelm's graph used to add it with four more nodes per linear.
  *
  * Activations are quantized per 32-block to int16 (scale amax/32767), so the result is
  * within ~1e-5 relative of the float product: the int8 activations of MatMulNBits'
  * accuracy level 4 (and of llama.cpp) flip near-tied next tokens. The products are
- * 16 x 16 -> 32-bit multiply-adds (AVX2 vpmaddwd: as many multiplies per weight as the
- * int8 path), summed exactly in int32 per block and scaled once per block.
+ * 16 x 16 -> 32-bit multiply-adds (AVX2 vpmaddwd; AVX-512 VNNI vpdpwssd), summed exactly
+ * in int32 per block and scaled once per block.
  *
  * With swiglu=1, A is [..., 2K] holding [gate | up] and the product takes silu(gate) * up
  * (the MLP's activation, folded into the down projection's activation pass).
@@ -236,12 +238,12 @@ static inline void swiglu_row(const float* gate_up, int64_t k, float* out) {
 }
 
 /* Quantize M rows of K activations (rows of 2K = [gate | up] with swiglu, through tmp). */
-#define QUANTIZE_ROWS_BODY                                                                            \
+#define QUANTIZE_ROWS_BODY(SWIGLU)                                                                      \
     const int64_t nb = k / QBLOCK;                                                                   \
     for (int64_t r = 0; r < m; r++) {                                                                \
         const float* x = a + r * k;                                                                  \
         if (swiglu) {                                                                                \
-            swiglu_row(a + r * 2 * k, k, tmp);                                                       \
+            SWIGLU(a + r * 2 * k, k, tmp);                                                           \
             x = tmp;                                                                                 \
         }                                                                                            \
         for (int64_t b = 0; b < nb; b++)                                                             \
@@ -251,7 +253,7 @@ static inline void swiglu_row(const float* gate_up, int64_t k, float* out) {
 
 static void quantize_rows(const float* a, int64_t m, int64_t k, int bits, int32_t zmul, int swiglu, float* tmp,
                           int16_t* qa, int32_t* qz, float* da, float* sa) {
-    QUANTIZE_ROWS_BODY
+    QUANTIZE_ROWS_BODY(swiglu_row)
 }
 
 /* What qz adds per block, times the sum of the activation codes: the integer dots compute
@@ -312,10 +314,38 @@ static float dot_float_scalar(const Task* t, int64_t n, int64_t r) {
 }
 
 #ifdef EDGELM_X86
+/* swiglu_row eight lanes at a time (the same exp polynomial; k a multiple of 8). */
+__attribute__((target("avx2,fma,f16c"))) static void swiglu_row_avx2(const float* gate_up, int64_t k, float* out) {
+    const float* g = gate_up;
+    const float* u = gate_up + k;
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < k; i += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        /* e = exp(-|g|) */
+        const __m256 x = _mm256_max_ps(_mm256_or_ps(gv, sign), _mm256_set1_ps(-87.0f));
+        const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+        const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 f = _mm256_sub_ps(t, n);
+        __m256 p = _mm256_set1_ps(1.5403530e-4f);
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558e-3f));
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291e-3f));
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504109e-2f));
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022651e-1f));
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718e-1f));
+        p = _mm256_fmadd_ps(p, f, one);
+        const __m256i two_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+        const __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(two_n));
+        /* sigmoid(g) = 1 / (1 + e) for g >= 0, e / (1 + e) below */
+        const __m256 num = _mm256_blendv_ps(e, one, _mm256_cmp_ps(gv, _mm256_setzero_ps(), _CMP_GE_OQ));
+        const __m256 sig = _mm256_div_ps(num, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(gv, sig), _mm256_loadu_ps(u + i)));
+    }
+}
+
 __attribute__((target("avx2,fma,f16c"))) static void quantize_rows_avx2(const float* a, int64_t m, int64_t k, int bits,
                                                                   int32_t zmul, int swiglu, float* tmp, int16_t* qa,
                                                                   int32_t* qz, float* da, float* sa) {
-    QUANTIZE_ROWS_BODY
+    QUANTIZE_ROWS_BODY(swiglu_row_avx2)
 }
 
 __attribute__((target("avx2,fma,f16c"))) static inline float hsum8(__m256 v) {
@@ -544,6 +574,50 @@ __attribute__((target("avx2,fma,f16c"))) static void rows_tail_float_avx2(const 
     rows_float_avx2(t, wrow, n, r, rows);
 }
 
+/* The prefill tile with AVX-512: four weight rows against six activation rows, 24
+ * accumulators in registers, so each 16-column step loads 10 vectors for 24 FMAs (the
+ * AVX2 tile loads 18 for 16). The four sums of one activation row land side by side in Y
+ * and are reduced together. */
+#define TILE_W 4
+#define TILE_A 6
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"), always_inline)) static inline void
+tile_float_avx512(const Task* t, const float* w4, int64_t n, int64_t r, const int rows) {
+    const int64_t k = t->kern->k, nrows = t->kern->n;
+    const float* a = t->a + r * k;
+    __m512 acc[TILE_A][TILE_W];
+    for (int i = 0; i < TILE_A; i++)
+        for (int j = 0; j < TILE_W; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < k; c += 16) {
+        const __m512 w0 = _mm512_loadu_ps(w4 + c), w1 = _mm512_loadu_ps(w4 + k + c);
+        const __m512 w2 = _mm512_loadu_ps(w4 + 2 * k + c), w3 = _mm512_loadu_ps(w4 + 3 * k + c);
+        for (int i = 0; i < rows; i++) {
+            const __m512 x = _mm512_loadu_ps(a + i * k + c);
+            acc[i][0] = _mm512_fmadd_ps(w0, x, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(w1, x, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(w2, x, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(w3, x, acc[i][3]);
+        }
+    }
+    for (int i = 0; i < rows; i++) {
+        __m256 h[TILE_W];
+        for (int j = 0; j < TILE_W; j++)
+            h[j] = _mm256_add_ps(_mm512_castps512_ps256(acc[i][j]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i][j]), 1)));
+        const __m256 q = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+        _mm_storeu_ps(t->y + (r + i) * nrows + n, _mm_add_ps(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1)));
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) static void tile6_float_avx512(
+    const Task* t, const float* w4, int64_t n, int64_t r) {
+    tile_float_avx512(t, w4, n, r, TILE_A);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) static void tile_tail_float_avx512(
+    const Task* t, const float* w4, int64_t n, int64_t r, int rows) {
+    tile_float_avx512(t, w4, n, r, rows);
+}
+
 /* Dequantized weight rows of the prefill task running on this thread. */
 static __thread float* wbuf = NULL;
 static __thread size_t wbuf_floats = 0;
@@ -595,6 +669,20 @@ static void run_task(void* data, size_t index) {
             wbuf_floats = need;
         }
         for (int64_t j = n0; j < n1; j++) dequantize_row_avx2(t, j, wbuf + (j - n0) * k);
+        if (isa() == ISA_AVX512) {
+            const int64_t n4 = n0 + ((n1 - n0) & ~(int64_t)3); /* tasks start at multiples of 4 */
+            for (int64_t r = 0; r < t->m; r += TILE_A) {
+                const int rows = t->m - r >= TILE_A ? TILE_A : (int)(t->m - r);
+                for (int64_t j = n0; j < n4; j += TILE_W) {
+                    if (rows == TILE_A)
+                        tile6_float_avx512(t, wbuf + (j - n0) * k, j, r);
+                    else
+                        tile_tail_float_avx512(t, wbuf + (j - n0) * k, j, r, rows);
+                }
+                for (int64_t j = n4; j < n1; j++) rows_tail_float_avx2(t, wbuf + (j - n0) * k, j, r, rows);
+            }
+            return;
+        }
         /* eight activation rows (<= 48 KB) stay in cache while the task's weight rows pass */
         for (int64_t r = 0; r < t->m; r += 8)
             for (int64_t j = n0; j < n1; j++) {
@@ -658,6 +746,25 @@ static OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const 
 }
 
 static void destroy_kernel(void* kernel) { free(kernel); }
+
+/* silu(gate) * up of the prefill's rows, in parallel (one call has up to a prompt's rows of
+ * 2 x 1536 values, which alone on one thread left the other waiting). */
+typedef struct {
+    const float* a;
+    float* out;
+    int64_t k, m;
+} SwigluJob;
+
+#define SWIGLU_ROWS 8
+
+#ifdef EDGELM_X86
+__attribute__((target("avx2,fma,f16c"))) static void swiglu_task_avx2(void* data, size_t index) {
+    const SwigluJob* job = (const SwigluJob*)data;
+    const int64_t r1 = ((int64_t)index + 1) * SWIGLU_ROWS < job->m ? ((int64_t)index + 1) * SWIGLU_ROWS : job->m;
+    for (int64_t r = (int64_t)index * SWIGLU_ROWS; r < r1; r++)
+        swiglu_row_avx2(job->a + r * 2 * job->k, job->k, job->out + r * job->k);
+}
+#endif
 
 /* Scratch for the quantized activations of one call, grown as needed, one per calling
  * thread (ONNX Runtime may run sessions from several threads). */
@@ -727,7 +834,9 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
             float* act = (float*)realloc(act_scratch, (size_t)m * kern->k * sizeof(float));
             if (!act) return FN(api, API_CreateStatus, CreateStatusFn)(ORT_FAIL, "BlockQuantMatMul: out of memory");
             act_scratch = act;
-            for (int64_t r = 0; r < m; r++) swiglu_row((const float*)a + r * 2 * kern->k, kern->k, act + r * kern->k);
+            SwigluJob job = {(const float*)a, act, kern->k, m};
+            TRY(FN(api, API_KernelContext_ParallelFor, KernelContextParallelForFn)(
+                ctx, swiglu_task_avx2, (size_t)((m + SWIGLU_ROWS - 1) / SWIGLU_ROWS), 0, &job));
             a_float = act;
         }
     } else if (have_avx2())

@@ -112,7 +112,7 @@ def test_scales_past_float16_are_an_export_error() -> None:
 
 
 @pytest.mark.parametrize("kind", ["q4_offsets", "q8_sym"])
-@pytest.mark.parametrize("m", [1, 6])
+@pytest.mark.parametrize("m", [1, 6, 9, 20])  # decode rows, and prefill rows over several activation tasks
 def test_swiglu_takes_gate_and_up(kind: str, m: int) -> None:
     """swiglu=1: A = [gate | up], the product takes silu(gate) * up (the MLP's down projection)."""
     w = _weights(kind, 96, 160)

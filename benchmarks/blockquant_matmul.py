@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from edgelm.export.graph import to_half
 from edgelm.export.quantize import quantize_sym
 from edgelm.runtime import ortops
 
@@ -27,7 +28,9 @@ SHAPES = [("qkv", 576, 960, 4), ("o", 576, 576, 4), ("gate_up", 576, 3072, 4), (
 
 
 def chain(op: str, k: int, n: int, bits: int, codes: np.ndarray, scales: np.ndarray, nodes: int) -> bytes:
-    """``nodes`` linears in a row; each output is sliced back to K columns for the next."""
+    """``nodes`` linears in a row; each output is sliced back to K columns for the next.
+    BlockQuantMatMul takes its scales in float16, MatMulNBits in float32."""
+    scales = to_half(scales, "scales") if op == "edgelm" else scales
     inits = [numpy_helper.from_array(codes, "B"), numpy_helper.from_array(scales, "S"),
              numpy_helper.from_array(np.array([0], np.int64), "start"),
              numpy_helper.from_array(np.array([k], np.int64), "end"),

@@ -479,11 +479,9 @@ __attribute__((target("avx2,fma,f16c"))) static inline __m128 half2(const uint16
     return _mm_cvtph_ps(_mm_cvtsi32_si128(bits));
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) static void dot4_avx512(const Task* t, int64_t n,
-                                                                                             int64_t r, float* out,
-                                                                                             int64_t stride) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"), always_inline)) static inline void
+dot4_avx512_bits(const Task* t, int64_t n, int64_t r, float* out, int64_t stride, const int bits) {
     const int64_t nb = t->kern->k / QBLOCK;
-    const int bits = (int)t->kern->bits;
     const int bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
     const int16_t* qa = t->qa + r * nb * QBLOCK;
     const int32_t* qz = t->qz + r * nb * 8;
@@ -510,6 +508,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) static 
         const __m512i ahi = _mm512_shuffle_i64x2(a0, a1, 0xEE); /* second halves */
         const __m512i z = _mm512_loadu_si512((const void*)(qz + b * 8));
         const __m512 d = pair_scale(_mm_castpd_ps(_mm_load_sd((const double*)(da + b))));
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             const uint8_t* wj = w + (j * nb + b) * bytes;
             __m512i lo, hi;
@@ -548,6 +547,16 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) static 
         }
     }
     for (int j = 0; j < 4; j++) out[j * stride] = c[j];
+}
+
+/* One copy per code width, so the row loop has no branch and unrolls. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) static void dot4_avx512(const Task* t, int64_t n,
+                                                                                                  int64_t r, float* out,
+                                                                                                  int64_t stride) {
+    if (t->kern->bits == 4)
+        dot4_avx512_bits(t, n, r, out, stride, 4);
+    else
+        dot4_avx512_bits(t, n, r, out, stride, 8);
 }
 
 /* Prefill (M >= 8), in float: a task's weight rows are dequantized once (offsets included,

@@ -366,7 +366,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         right = x < 0.9
         ax.annotate(f"{r['system']} {r['format']}: {med:.0f} tok/s, {r['peak_rss_bytes'] / 1e6:.0f} MB RSS",
                     (x, med), textcoords="offset points", xytext=(12 if right else -12, 22 - 16 * stack[i]),
-                    ha="left" if right else "right", fontsize=8, color=c,
+                    ha="left" if right else "right", fontsize=8, color=c, zorder=5,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
                     arrowprops={"arrowstyle": "-", "color": c, "alpha": 0.5, "linewidth": 0.6})
     ax.axvline(0.95, color="grey", linestyle=":", linewidth=1)
     ax.text(0.951, ax.get_ylim()[0], " agreement goal 0.95", fontsize=8, color="grey", va="bottom")

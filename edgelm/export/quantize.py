@@ -114,11 +114,16 @@ def _blocks(w: np.ndarray, block_size: int) -> np.ndarray:
 
 
 def quantize_sym(w: np.ndarray, bits: int = 8, block_size: int = 32) -> QuantizedWeight:
-    """Symmetric round-to-nearest. The numpy equivalent of GGUF's Q8_0 / Q4_0 rule."""
+    """Symmetric round-to-nearest. The numpy equivalent of GGUF's Q8_0 / Q4_0 rule, except
+    that the codes are rounded against the scale as float16 keeps it (GGUF and
+    BlockQuantMatMul store it so), not against the unrounded one."""
     blocks = _blocks(w, block_size)
     qmax = (1 << (bits - 1)) - 1
     amax = np.abs(blocks).max(axis=-1)
     scales = (amax / qmax).astype(np.float32)
+    with np.errstate(over="ignore"):
+        half = scales.astype(np.float16).astype(np.float32)
+    scales = np.where(np.isfinite(half) & (half > 0), half, scales)  # past float16's range: as is
     inv = np.divide(1.0, scales, out=np.zeros_like(scales), where=scales > 0)
     codes = np.clip(np.rint(blocks * inv[..., None]), -qmax - 1, qmax) + (qmax + 1)
     return QuantizedWeight(bits, block_size, codes.astype(np.uint8).reshape(w.shape), scales, None, "sym")

@@ -126,9 +126,10 @@ class _Builder:
             self._blocksums[key] = self.op("ReduceSum", [r, axes], keepdims=0)[0]
         return self._blocksums[key]
 
-    def scales(self, w: QuantizedWeight) -> np.ndarray:
-        """The scales initializer of ``w`` in the kernel's dtype (float16 for edgelm's)."""
-        return kernel_blocks(w)[0] if self.kernel == "edgelm" else w.scales
+    def blocks(self, w: QuantizedWeight) -> tuple[np.ndarray, np.ndarray | None]:
+        """The scales initializer of ``w`` in the kernel's dtype (float16 for edgelm's) and, for
+        edgelm's kernel, its interleaved mins (MatMulNBits adds offsets with nodes instead)."""
+        return kernel_blocks(w) if self.kernel == "edgelm" else (w.scales, None)
 
     def fuses_swiglu(self, w: np.ndarray | QuantizedWeight) -> bool:
         """Whether ``linear(..., swiglu=True)`` takes [gate | up] itself (edgelm's kernel)."""
@@ -141,10 +142,10 @@ class _Builder:
         if isinstance(w, QuantizedWeight):
             n, k = w.shape
             b = self.const(f"{name}.qweight", w.packed())
-            s = self.const(f"{name}.scales", self.scales(w))
+            scales, mins = self.blocks(w)
+            s = self.const(f"{name}.scales", scales)
             if self.kernel == "edgelm":
                 inputs = [x, b, s]
-                mins = kernel_blocks(w)[1]
                 if mins is not None:
                     inputs.append(self.const(f"{name}.block_mins", mins))
                 y = self.op(EDGELM_OP, inputs, name=name, domain=EDGELM_DOMAIN, K=k, N=n, bits=w.bits,
@@ -182,12 +183,13 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
         if embed.bits != 8 or embed.offsets is not None:
             raise ValueError("a quantized embedding must be 8-bit symmetric")
         b = g.const("lm_head.qweight" if arch.tie_word_embeddings else "embed.qweight", embed.packed())
-        s = g.const("lm_head.scales" if arch.tie_word_embeddings else "embed.scales", g.scales(embed))
+        embed_scales = g.blocks(embed)[0]
+        s = g.const("lm_head.scales" if arch.tie_word_embeddings else "embed.scales", embed_scales)
         codes = g.op("Gather", [b, "input_ids"], name="embed/gather_codes")[0]
         codes_f = g.op("Cast", [codes], to=TensorProto.FLOAT)[0]
         centred = g.op("Sub", [codes_f, g.const("const/zp8", np.array(128.0, np.float32))])[0]
         scales = g.op("Gather", [s, "input_ids"], name="embed/gather_scales")[0]
-        if g.scales(embed).dtype != np.float32:
+        if embed_scales.dtype != np.float32:
             scales = g.op("Cast", [scales], to=TensorProto.FLOAT)[0]
         scales = g.op("Unsqueeze", [scales, g.const("const/axes_last", np.array([-1], np.int64))])[0]
         rows = g.op("Mul", [centred, scales])[0]

@@ -36,4 +36,3 @@ def register(session_options: Any, required: bool = False) -> bool:
         return False
     session_options.register_custom_ops_library(path)
     return True
-

@@ -209,18 +209,17 @@ static inline void quantize_block(const float* x, int bits, int32_t zmul, int16_
 /* exp(x) for x <= 0 without libm, branch-free so it vectorizes: 2^(x log2 e) split into
  * 2^n (exponent bits) and 2^f, f in [-0.5, 0.5], by a degree-6 polynomial (relative error
  * ~2e-7). Below -87 it returns 0. */
+static const float EXP2_POLY[7] = {1.5403530e-4f, 1.3333558e-3f, 9.6181291e-3f, 5.5504109e-2f,
+                                   2.4022651e-1f, 6.9314718e-1f, 1.0f}; /* highest degree first */
+#define LOG2E 1.44269504088896341f
+
 static inline float exp_nonpos(float x) {
     x = x < -87.0f ? -87.0f : x;
-    const float t = x * 1.44269504088896341f;
+    const float t = x * LOG2E;
     const float n = (t + ROUND_MAGIC) - ROUND_MAGIC;
     const float f = t - n;
-    float p = 1.5403530e-4f;
-    p = p * f + 1.3333558e-3f;
-    p = p * f + 9.6181291e-3f;
-    p = p * f + 5.5504109e-2f;
-    p = p * f + 2.4022651e-1f;
-    p = p * f + 6.9314718e-1f;
-    p = p * f + 1.0f;
+    float p = EXP2_POLY[0];
+    for (int i = 1; i < 7; i++) p = p * f + EXP2_POLY[i];
     union { float f; int32_t i; } two_n;
     two_n.i = ((int32_t)n + 127) << 23;
     return p * two_n.f;
@@ -238,7 +237,7 @@ static inline void swiglu_row(const float* gate_up, int64_t k, float* out) {
 }
 
 /* Quantize M rows of K activations (rows of 2K = [gate | up] with swiglu, through tmp). */
-#define QUANTIZE_ROWS_BODY(SWIGLU, QUANT)                                                                      \
+#define QUANTIZE_ROWS_BODY(SWIGLU, QUANT)                                                            \
     const int64_t nb = k / QBLOCK;                                                                   \
     for (int64_t r = 0; r < m; r++) {                                                                \
         const float* x = a + r * k;                                                                  \
@@ -247,8 +246,8 @@ static inline void swiglu_row(const float* gate_up, int64_t k, float* out) {
             x = tmp;                                                                                 \
         }                                                                                            \
         for (int64_t b = 0; b < nb; b++)                                                             \
-            QUANT(x + b * QBLOCK, bits, zmul, qa + (r * nb + b) * QBLOCK, qz + (r * nb + b) * 8,          \
-                           da + r * nb + b, sa + r * nb + b);                                        \
+            QUANT(x + b * QBLOCK, bits, zmul, qa + (r * nb + b) * QBLOCK, qz + (r * nb + b) * 8,      \
+                  da + r * nb + b, sa + r * nb + b);                                                 \
     }
 
 static void quantize_rows(const float* a, int64_t m, int64_t k, int bits, int32_t zmul, int swiglu, float* tmp,
@@ -267,6 +266,17 @@ static inline int32_t zero_point_term(int bits, int has_mins) {
 /* Min of row n, block b, in the four-row interleaved layout. */
 static inline int64_t offset_index(int64_t n, int64_t b, int64_t nb) { return ((n >> 2) * nb + b) * 4 + (n & 3); }
 
+/* The exact int32 dot of one block's codes with its activation codes, plus qz's zero-point
+ * term (portable C; also the AVX-512 path's odd last block). */
+static inline int32_t block_dot_int(const uint8_t* wb, const int16_t* q, int bits, int32_t qz0) {
+    int32_t s = qz0;
+    if (bits == 4)
+        for (int i = 0; i < 16; i++) s += (wb[i] & 15) * q[i] + (wb[i] >> 4) * q[16 + i];
+    else
+        for (int i = 0; i < QBLOCK; i++) s += ((int)wb[i] - 128) * q[i];
+    return s;
+}
+
 /* One output value: row n of the weights against activation row r (portable C). */
 static float dot_scalar(const Task* t, int64_t n, int64_t r) {
     const int64_t nb = t->kern->k / QBLOCK;
@@ -279,13 +289,7 @@ static float dot_scalar(const Task* t, int64_t n, int64_t r) {
     const uint8_t* w = t->codes + n * nb * bytes;
     float acc = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        const int16_t* q = qa + b * QBLOCK;
-        const uint8_t* wb = w + b * bytes;
-        int32_t s = t->qz[(r * nb + b) * 8];
-        if (bits == 4)
-            for (int i = 0; i < 16; i++) s += (wb[i] & 15) * q[i] + (wb[i] >> 4) * q[16 + i];
-        else
-            for (int i = 0; i < QBLOCK; i++) s += ((int)wb[i] - 128) * q[i];
+        const int32_t s = block_dot_int(w + b * bytes, qa + b * QBLOCK, bits, t->qz[(r * nb + b) * 8]);
         acc += (float)s * (half_to_float(sc[b]) * da[b]);
         if (t->mins) acc += half_to_float(t->mins[offset_index(n, b, nb)]) * sa[b];
     }
@@ -323,16 +327,11 @@ __attribute__((target("avx2,fma,f16c"))) static void swiglu_row_avx2(const float
         const __m256 gv = _mm256_loadu_ps(g + i);
         /* e = exp(-|g|) */
         const __m256 x = _mm256_max_ps(_mm256_or_ps(gv, sign), _mm256_set1_ps(-87.0f));
-        const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+        const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(LOG2E));
         const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         const __m256 f = _mm256_sub_ps(t, n);
-        __m256 p = _mm256_set1_ps(1.5403530e-4f);
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558e-3f));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291e-3f));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504109e-2f));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022651e-1f));
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718e-1f));
-        p = _mm256_fmadd_ps(p, f, one);
+        __m256 p = _mm256_set1_ps(EXP2_POLY[0]);
+        for (int d = 1; d < 7; d++) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP2_POLY[d]));
         const __m256i two_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
         const __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(two_n));
         /* sigmoid(g) = 1 / (1 + e) for g >= 0, e / (1 + e) below */
@@ -536,13 +535,7 @@ dot4_avx512_bits(const Task* t, int64_t n, int64_t r, float* out, int64_t stride
             for (int j = 0; j < 4; j++) c[j] += o[j] * sa[b];
         }
         for (int j = 0; j < 4; j++) {
-            const uint8_t* wb = w + (j * nb + b) * bytes;
-            const int16_t* q = qa + b * QBLOCK;
-            int32_t s = qz[b * 8];
-            if (bits == 4)
-                for (int i = 0; i < 16; i++) s += (wb[i] & 15) * q[i] + (wb[i] >> 4) * q[16 + i];
-            else
-                for (int i = 0; i < QBLOCK; i++) s += ((int)wb[i] - 128) * q[i];
+            const int32_t s = block_dot_int(w + (j * nb + b) * bytes, qa + b * QBLOCK, bits, qz[b * 8]);
             c[j] += (float)s * (_cvtsh_ss(sc[j * nb + b]) * da[b]);
         }
     }

@@ -115,3 +115,26 @@ def test_no_disk_space(tiny_models: dict[str, Path], tmp_path: Path) -> None:
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "export" in capsys.readouterr().out
+
+
+def test_scales_past_float16_are_one_line_and_write_nothing(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """BlockQuantMatMul keeps block scales in float16: weights whose scales exceed 65504
+    are refused at export with the way out (MatMulNBits keeps float32), and no folder."""
+    pytest.importorskip("torch")
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from ..conftest import TINY_VARIANTS, build_tiny_hf_folder
+
+    src = build_tiny_hf_folder(tmp_path / "huge", TINY_VARIANTS["llama-untied"])
+    tensors = load_file(str(src / "model.safetensors"))
+    tensors = {k: v * 1e7 if k.endswith("mlp.down_proj.weight") else v for k, v in tensors.items()}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(src / "model.safetensors"),
+              metadata={"format": "pt"})
+    assert torch.isfinite(tensors[next(k for k in tensors if k.endswith("mlp.down_proj.weight"))]).all()
+    out = tmp_path / "o"
+    code, err = _run(["export", str(src), "-o", str(out), "--quant", "int4", "--no-verify", "--quiet"], capsys)
+    _assert_one_line_error(code, err, "float16", "--kernel matmulnbits")
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("huge",)]  # no half-written folder beside it

@@ -30,20 +30,32 @@ def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: P
     from ._io import atomic_dir
     from .bench import ResultsStore, bench, format_bench
     from .errors import EdgeLMError
-    from .manifest import MANIFEST_NAME
+    from .manifest import MANIFEST_NAME, read_manifest
     from .plan.figures import plot_devices, plot_sweep, sweep
     from .plan.planner import format_plan, plan
     from .profiler.devices import get_profile
     from .profiler.report import format_report, profile_model
 
     model_dir, report_dir = Path(model_dir), Path(report_dir)
+    stale = None
     if (model_dir / MANIFEST_NAME).exists():
+        try:
+            read_manifest(model_dir)
+        except EdgeLMError as e:
+            stale = str(e)
+    if (model_dir / MANIFEST_NAME).exists() and stale is None:
         _say(f"reusing {model_dir}")
     else:
-        _say(f"exporting smollm2-135m to {model_dir} (about 1-2 minutes)")
+        if stale is not None:
+            # A folder from an older edgelm (an earlier checkout): replace it rather than stop.
+            _say(f"{model_dir} cannot be reused ({stale.split(';')[0]}); exporting it again")
+        else:
+            _say(f"exporting smollm2-135m to {model_dir} (about 1-2 minutes)")
         # In a child process: export loads PyTorch, whose memory would otherwise stay in
         # this process and count in the benchmark's RSS below.
         cmd = [sys.executable, "-m", "edgelm.cli", "export", "smollm2-135m", "-o", str(model_dir), "--quant", "int4"]
+        if stale is not None:
+            cmd.append("--force")
         if threads:
             cmd += ["--threads", str(threads)]
         if subprocess.run(cmd).returncode != 0:

@@ -37,7 +37,8 @@ extensions = [
 # no Python entry point and is never imported. Its AVX2 code is chosen at run time.
 ortops = Extension(
     "edgelm._ortops",
-    ["kernels/ortops/qmatmul.c"],
+    ["kernels/ortops/qmatmul.c", "kernels/ortops/attention.c"],
+    depends=["kernels/ortops/ortabi.h", "kernels/ortops/vexp.h"],
     extra_compile_args=(["-O3"] if not DEBUG else ["-O0", "-g"]) + ["-std=c11", "-fvisibility=hidden"],
     libraries=["m"],
 )

@@ -116,7 +116,7 @@ def _export_fingerprint() -> str:
     import edgelm
 
     root = Path(edgelm.__file__).resolve().parent
-    files = sorted((root / "export").glob("*.py")) + sorted((root.parent / "kernels" / "ortops").glob("*.c"))
+    files = sorted((root / "export").glob("*.py")) + sorted((root.parent / "kernels" / "ortops").glob("*.[ch]"))
     h = hashlib.sha256()
     for f in files:
         h.update(f.read_bytes())

@@ -9,7 +9,7 @@ if [ ! -x "$PY" ]; then
 fi
 stamp="$VENV/.edgelm-installed"
 # Reinstall when the build inputs change (the kernels are compiled at install time).
-want="$(find "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/kernels" -type f \( -name '*.toml' -o -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -path '*/ortops/*.c' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
+want="$(find "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/kernels" -type f \( -name '*.toml' -o -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -path '*/ortops/*.c' -o -path '*/ortops/*.h' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "[setup] installing edgelm into $VENV (first run takes a few minutes)" >&2
     "$PY" -m pip install --quiet --upgrade pip

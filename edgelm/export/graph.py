@@ -3,8 +3,10 @@
 The graph is written directly (no tracing), so every choice that matters for a
 30-layer x 576 model on a phone is explicit:
 
-* Q, K and V are one packed projection; gate and up are one; GroupQueryAttention
-  applies rotary embeddings itself and reads/writes a KV cache of fixed capacity
+* Q, K and V are one packed projection; gate and up are one; attention (edgelm's
+  ``Attention`` operator with the edgelm kernel, ONNX Runtime's GroupQueryAttention
+  otherwise; the same contract) applies rotary embeddings itself and reads/writes a KV
+  cache of fixed capacity
   ``[batch, kv_heads, capacity, head_dim]`` that the runtime binds as both past and
   present (one buffer, updated in place).
 * RMSNorm and the residual add are fused (SkipSimplifiedLayerNormalization).
@@ -175,6 +177,9 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
     g = (builder or _Builder)(accuracy_level, kernel)  # a subclass may emit linears differently (benchmarks)
     names = io_names(arch.num_layers)
     h, eps = arch.hidden_size, float(arch.rms_norm_eps)
+    # edgelm's Attention (kernels/ortops/attention.c) where the folder needs edgelm's operator
+    # library anyway (quantized linears on the edgelm kernel); GroupQueryAttention otherwise.
+    own_attention = g.kernel == "edgelm" and any(isinstance(w, QuantizedWeight) for w in weights.values())
     cos_c = g.const("rotary.cos_cache", cos.astype(np.float32))
     sin_c = g.const("rotary.sin_cache", sin.astype(np.float32))
 
@@ -204,12 +209,18 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
              name="L0/attn_norm", axis=-1, epsilon=eps)[0]
     for i in range(arch.num_layers):
         qkv = g.linear(x, weights[f"L{i}.qkv"], f"L{i}.qkv", weights.get(f"L{i}.qkv_bias"))
-        attn = g.op("GroupQueryAttention",
-                    [qkv, "", "", names["past_key"][i], names["past_value"][i], "seqlens_k",
-                     "total_sequence_length", cos_c, sin_c],
-                    n_out=3, name=f"L{i}/attn", domain=MS, num_heads=arch.num_heads,
-                    kv_num_heads=arch.num_kv_heads, do_rotary=1, rotary_interleaved=0,
-                    scale=float(arch.head_dim ** -0.5))
+        if own_attention:
+            attn = g.op("Attention", [qkv, names["past_key"][i], names["past_value"][i], "seqlens_k",
+                                      "total_sequence_length", cos_c, sin_c],
+                        n_out=3, name=f"L{i}/attn", domain=EDGELM_DOMAIN, num_heads=arch.num_heads,
+                        kv_num_heads=arch.num_kv_heads, scale=float(arch.head_dim ** -0.5))
+        else:
+            attn = g.op("GroupQueryAttention",
+                        [qkv, "", "", names["past_key"][i], names["past_value"][i], "seqlens_k",
+                         "total_sequence_length", cos_c, sin_c],
+                        n_out=3, name=f"L{i}/attn", domain=MS, num_heads=arch.num_heads,
+                        kv_num_heads=arch.num_kv_heads, do_rotary=1, rotary_interleaved=0,
+                        scale=float(arch.head_dim ** -0.5))
         g.nodes[-1].output[1] = names["present_key"][i]
         g.nodes[-1].output[2] = names["present_value"][i]
         o = g.linear(attn[0], weights[f"L{i}.o"], f"L{i}.o")

@@ -27,102 +27,8 @@
  * headers, so the few ABI entries used are declared below: OrtApi is a table of function
  * pointers that ONNX Runtime only ever appends to, and OrtCustomOp a versioned struct.
  */
-#include <math.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define EDGELM_X86 1
-#endif
-
-/* ---- ONNX Runtime C ABI (the subset used; indices into OrtApi's function table) ---- */
-
-typedef struct OrtStatus OrtStatus;
-typedef struct OrtValue OrtValue;
-typedef struct OrtKernelInfo OrtKernelInfo;
-typedef struct OrtKernelContext OrtKernelContext;
-typedef struct OrtSessionOptions OrtSessionOptions;
-typedef struct OrtCustomOpDomain OrtCustomOpDomain;
-typedef struct OrtTensorTypeAndShapeInfo OrtTensorTypeAndShapeInfo;
-typedef void OrtApi; /* used only through the function table */
-
-typedef struct OrtApiBase {
-    const OrtApi* (*GetApi)(uint32_t version);
-    const char* (*GetVersionString)(void);
-} OrtApiBase;
-
-/* KernelContext_ParallelFor (index 274) arrived with API version 17 (ONNX Runtime 1.17). */
-#define EDGELM_ORT_API_VERSION 17
-
-enum {
-    API_CreateStatus = 0,
-    API_CreateCustomOpDomain = 26,
-    API_CustomOpDomain_Add = 27,
-    API_AddCustomOpDomain = 28,
-    API_GetTensorMutableData = 51,
-    API_GetDimensionsCount = 61,
-    API_GetDimensions = 62,
-    API_GetTensorTypeAndShape = 65,
-    API_KernelInfoGetAttribute_int64 = 86,
-    API_KernelContext_GetInputCount = 88,
-    API_KernelContext_GetInput = 90,
-    API_KernelContext_GetOutput = 91,
-    API_ReleaseStatus = 93,
-    API_ReleaseTensorTypeAndShapeInfo = 99,
-    API_KernelContext_ParallelFor = 274,
-};
-
-enum { ORT_INVALID_ARGUMENT = 2, ORT_FAIL = 1 };
-enum { TYPE_FLOAT = 1, TYPE_UINT8 = 2, TYPE_FLOAT16 = 10 };
-enum { IO_REQUIRED = 0, IO_OPTIONAL = 1 };
-
-#define FN(api, index, type) ((type)(((void* const*)(api))[index]))
-
-typedef OrtStatus* (*CreateStatusFn)(int, const char*);
-typedef OrtStatus* (*CreateCustomOpDomainFn)(const char*, OrtCustomOpDomain**);
-typedef OrtStatus* (*CustomOpDomainAddFn)(OrtCustomOpDomain*, const void*);
-typedef OrtStatus* (*AddCustomOpDomainFn)(OrtSessionOptions*, OrtCustomOpDomain*);
-typedef OrtStatus* (*GetTensorMutableDataFn)(OrtValue*, void**);
-typedef OrtStatus* (*GetDimensionsCountFn)(const OrtTensorTypeAndShapeInfo*, size_t*);
-typedef OrtStatus* (*GetDimensionsFn)(const OrtTensorTypeAndShapeInfo*, int64_t*, size_t);
-typedef OrtStatus* (*GetTensorTypeAndShapeFn)(const OrtValue*, OrtTensorTypeAndShapeInfo**);
-typedef OrtStatus* (*KernelInfoGetAttributeInt64Fn)(const OrtKernelInfo*, const char*, int64_t*);
-typedef OrtStatus* (*KernelContextGetInputCountFn)(const OrtKernelContext*, size_t*);
-typedef OrtStatus* (*KernelContextGetInputFn)(const OrtKernelContext*, size_t, const OrtValue**);
-typedef OrtStatus* (*KernelContextGetOutputFn)(OrtKernelContext*, size_t, const int64_t*, size_t, OrtValue**);
-typedef void (*ReleaseTensorTypeAndShapeInfoFn)(OrtTensorTypeAndShapeInfo*);
-typedef void (*ReleaseStatusFn)(OrtStatus*);
-typedef OrtStatus* (*KernelContextParallelForFn)(const OrtKernelContext*, void (*)(void*, size_t), size_t, size_t,
-                                                 void*);
-
-/* OrtCustomOp up to the fields of version 17; ONNX Runtime reads no field past its version. */
-typedef struct OrtCustomOp {
-    uint32_t version;
-    void* (*CreateKernel)(const struct OrtCustomOp*, const OrtApi*, const OrtKernelInfo*);
-    const char* (*GetName)(const struct OrtCustomOp*);
-    const char* (*GetExecutionProviderType)(const struct OrtCustomOp*);
-    int (*GetInputType)(const struct OrtCustomOp*, size_t);
-    size_t (*GetInputTypeCount)(const struct OrtCustomOp*);
-    int (*GetOutputType)(const struct OrtCustomOp*, size_t);
-    size_t (*GetOutputTypeCount)(const struct OrtCustomOp*);
-    void (*KernelCompute)(void*, OrtKernelContext*);
-    void (*KernelDestroy)(void*);
-    int (*GetInputCharacteristic)(const struct OrtCustomOp*, size_t);
-    int (*GetOutputCharacteristic)(const struct OrtCustomOp*, size_t);
-    int (*GetInputMemoryType)(const struct OrtCustomOp*, size_t);
-    int (*GetVariadicInputMinArity)(const struct OrtCustomOp*);
-    int (*GetVariadicInputHomogeneity)(const struct OrtCustomOp*);
-    int (*GetVariadicOutputMinArity)(const struct OrtCustomOp*);
-    int (*GetVariadicOutputHomogeneity)(const struct OrtCustomOp*);
-    OrtStatus* (*CreateKernelV2)(const struct OrtCustomOp*, const OrtApi*, const OrtKernelInfo*, void**);
-    OrtStatus* (*KernelComputeV2)(void*, OrtKernelContext*);
-    OrtStatus* (*InferOutputShapeFn)(const struct OrtCustomOp*, void*);
-    int (*GetStartVersion)(const struct OrtCustomOp*);
-    int (*GetEndVersion)(const struct OrtCustomOp*);
-} OrtCustomOp;
+#include "ortabi.h"
+#include "vexp.h"
 
 /* ---- the kernel ---- */
 
@@ -153,9 +59,7 @@ typedef struct {
     int64_t rows_per_task;
 } Task;
 
-/* Round to nearest (ties to even) without a libm call: adding 1.5 * 2^23 leaves an integer
- * in the float's low mantissa bits (|x| <= 2^22). Branch-free, so the loops vectorize. */
-#define ROUND_MAGIC 12582912.0f
+
 
 /* IEEE half to float (portable; the x86 paths use F16C's vcvtph2ps). */
 static inline float half_to_float(uint16_t h) {
@@ -204,25 +108,6 @@ static inline void quantize_block(const float* x, int bits, int32_t zmul, int16_
        whole product then sees one rounding of a, sum (d q + m)(a + e), instead of the
        larger sum d q e left when an exact sum meets uncentred codes. */
     *sum_out = d * (float)qsum;
-}
-
-/* exp(x) for x <= 0 without libm, branch-free so it vectorizes: 2^(x log2 e) split into
- * 2^n (exponent bits) and 2^f, f in [-0.5, 0.5], by a degree-6 polynomial (relative error
- * ~2e-7). Below -87 it returns 0. */
-static const float EXP2_POLY[7] = {1.5403530e-4f, 1.3333558e-3f, 9.6181291e-3f, 5.5504109e-2f,
-                                   2.4022651e-1f, 6.9314718e-1f, 1.0f}; /* highest degree first */
-#define LOG2E 1.44269504088896341f
-
-static inline float exp_nonpos(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float t = x * LOG2E;
-    const float n = (t + ROUND_MAGIC) - ROUND_MAGIC;
-    const float f = t - n;
-    float p = EXP2_POLY[0];
-    for (int i = 1; i < 7; i++) p = p * f + EXP2_POLY[i];
-    union { float f; int32_t i; } two_n;
-    two_n.i = ((int32_t)n + 127) << 23;
-    return p * two_n.f;
 }
 
 /* silu(g) * u over one row: g * sigmoid(g) * u, with sigmoid from exp(-|g|). */
@@ -325,15 +210,7 @@ __attribute__((target("avx2,fma,f16c"))) static void swiglu_row_avx2(const float
     const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
     for (int64_t i = 0; i < k; i += 8) {
         const __m256 gv = _mm256_loadu_ps(g + i);
-        /* e = exp(-|g|) */
-        const __m256 x = _mm256_max_ps(_mm256_or_ps(gv, sign), _mm256_set1_ps(-87.0f));
-        const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(LOG2E));
-        const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m256 f = _mm256_sub_ps(t, n);
-        __m256 p = _mm256_set1_ps(EXP2_POLY[0]);
-        for (int d = 1; d < 7; d++) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(EXP2_POLY[d]));
-        const __m256i two_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-        const __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(two_n));
+        const __m256 e = exp_nonpos_avx2(_mm256_or_ps(gv, sign)); /* exp(-|g|) */
         /* sigmoid(g) = 1 / (1 + e) for g >= 0, e / (1 + e) below */
         const __m256 num = _mm256_blendv_ps(e, one, _mm256_cmp_ps(gv, _mm256_setzero_ps(), _CMP_GE_OQ));
         const __m256 sig = _mm256_div_ps(num, _mm256_add_ps(one, e));
@@ -668,11 +545,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) static 
 static __thread float* wbuf = NULL;
 static __thread size_t wbuf_floats = 0;
 
-/* The instruction set the kernels use: the best the CPU has, capped by EDGELM_ORTOPS_ISA
- * (portable, avx2 or avx512; tests pin each path) or EDGELM_ORTOPS_PORTABLE=1. */
-enum { ISA_PORTABLE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
-
-static int isa(void) {
+int edgelm_isa(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
@@ -694,7 +567,7 @@ static int isa(void) {
     return cached;
 }
 
-static int have_avx2(void) { return isa() >= ISA_AVX2; }
+static int have_avx2(void) { return edgelm_isa() >= ISA_AVX2; }
 #endif
 
 static void run_task(void* data, size_t index) {
@@ -715,7 +588,7 @@ static void run_task(void* data, size_t index) {
             wbuf_floats = need;
         }
         for (int64_t j = n0; j < n1; j++) dequantize_row_avx2(t, j, wbuf + (j - n0) * k);
-        if (isa() == ISA_AVX512) {
+        if (edgelm_isa() == ISA_AVX512) {
             const int64_t n4 = n0 + ((n1 - n0) & ~(int64_t)3); /* tasks start at multiples of 4 */
             for (int64_t r = 0; r < t->m; r += TILE_A) {
                 const int rows = t->m - r >= TILE_A ? TILE_A : (int)(t->m - r);
@@ -738,7 +611,7 @@ static void run_task(void* data, size_t index) {
                     rows_tail_float_avx2(t, wbuf + (j - n0) * k, j, r, (int)(t->m - r));
             }
         return;
-    } else if (isa() == ISA_AVX512 && (n & 3) == 0) {
+    } else if (edgelm_isa() == ISA_AVX512 && (n & 3) == 0) {
         for (; n + 4 <= n1; n += 4)
             for (int64_t r = 0; r < t->m; r++) dot4_avx512(t, n, r, &t->y[r * nrows + n], 1);
     } else if (have_avx2() && (n & 3) == 0) {
@@ -752,16 +625,6 @@ portable:
 }
 
 /* ---- operator plumbing ---- */
-
-static OrtStatus* error(const OrtApi* api, const char* msg) {
-    return FN(api, API_CreateStatus, CreateStatusFn)(ORT_INVALID_ARGUMENT, msg);
-}
-
-#define TRY(expr)                       \
-    do {                                \
-        OrtStatus* _s = (expr);         \
-        if (_s) return _s;              \
-    } while (0)
 
 static OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
     (void)op;
@@ -907,10 +770,6 @@ static const char* op_name(const OrtCustomOp* op) {
     (void)op;
     return "BlockQuantMatMul";
 }
-static const char* op_provider(const OrtCustomOp* op) {
-    (void)op;
-    return "CPUExecutionProvider";
-}
 static int input_type(const OrtCustomOp* op, size_t i) {
     (void)op;
     return i == 0 ? TYPE_FLOAT : (i == 1 ? TYPE_UINT8 : TYPE_FLOAT16);
@@ -936,19 +795,6 @@ static int output_characteristic(const OrtCustomOp* op, size_t i) {
     (void)op;
     (void)i;
     return IO_REQUIRED;
-}
-static int memory_type(const OrtCustomOp* op, size_t i) {
-    (void)op;
-    (void)i;
-    return 0; /* OrtMemTypeDefault */
-}
-static int one(const OrtCustomOp* op) {
-    (void)op;
-    return 1;
-}
-static int end_version(const OrtCustomOp* op) {
-    (void)op;
-    return 0x7fffffff;
 }
 static void* create_kernel_v1(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info) {
     void* k = NULL;
@@ -989,5 +835,6 @@ __attribute__((visibility("default"))) OrtStatus* RegisterCustomOps(OrtSessionOp
     OrtCustomOpDomain* domain = NULL;
     TRY(FN(api, API_CreateCustomOpDomain, CreateCustomOpDomainFn)("ai.edgelm", &domain));
     TRY(FN(api, API_CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &block_quant_matmul));
+    TRY(FN(api, API_CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &edgelm_attention_op));
     return FN(api, API_AddCustomOpDomain, AddCustomOpDomainFn)(options, domain);
 }

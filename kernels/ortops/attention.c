@@ -1,0 +1,346 @@
+/* edgelm's attention operator: Attention (domain "ai.edgelm"), batch 1.
+ *
+ * The same contract as ONNX Runtime's GroupQueryAttention the way edgelm's graph uses it
+ * (packed QKV, rotary inside, non-interleaved halves, a KV cache of fixed capacity bound
+ * as both past and present):
+ *
+ *   inputs   qkv [1, S, (H + 2 Hkv) D] float; past_key, past_value [1, Hkv, C, D];
+ *            seqlens_k [1] int32 (= total - 1); total_sequence_length int32 scalar;
+ *            cos_cache, sin_cache [P, D/2]
+ *   outputs  out [1, S, H D]; present_key, present_value [1, Hkv, C, D]
+ *   attrs    num_heads (H), kv_num_heads (Hkv), scale (float, default 1/sqrt(D))
+ *
+ * The S new tokens sit at positions total - S .. total - 1: their rotated keys and values
+ * are written into rows of the cache, then each query attends causally to rows 0 .. its
+ * position. When present is the same buffer as past (the runtime binds it so) nothing else
+ * is copied; otherwise past is copied into present first.
+ *
+ * Why not GroupQueryAttention: at decode it costs ~3.5 us per context token per token for
+ * this 30-layer model (one-query scores through a general GEMM and SSE loops), a third of
+ * a step at 1,024 tokens of context. Here each (head, rows) task streams its KV rows once
+ * with an online softmax (no score buffer), AVX2 where the CPU has it.
+ */
+#include "ortabi.h"
+#include "vexp.h"
+
+#define MAX_HEAD_DIM 256
+#define KEY_CHUNK 64  /* keys scored at a time by the online softmax */
+#define PREFILL_ROWS 8 /* query rows per task in a prompt */
+
+typedef struct {
+    const OrtApi* api;
+    int64_t heads, kv_heads;
+    float scale; /* 0: 1/sqrt(D) */
+} AttnKernel;
+
+typedef struct {
+    const float* qkv;
+    const float* kc; /* [Hkv, C, D] */
+    const float* vc;
+    const float* cos_c;
+    const float* sin_c;
+    float* out;
+    int64_t s, past, cap, d, heads, kv_heads, row_tasks;
+    float scale;
+    int avx2;
+} AttnJob;
+
+/* Rotary embedding of one head vector at position p (non-interleaved halves), times mul. */
+static inline void rotate(const float* x, const float* cos_c, const float* sin_c, int64_t p, int64_t d, float mul,
+                          float* y) {
+    const int64_t half = d / 2;
+    const float* c = cos_c + p * half;
+    const float* s = sin_c + p * half;
+    for (int64_t i = 0; i < half; i++) {
+        y[i] = (x[i] * c[i] - x[i + half] * s[i]) * mul;
+        y[i + half] = (x[i + half] * c[i] + x[i] * s[i]) * mul;
+    }
+}
+
+/* One query row against keys 0 .. n-1 of one KV head: out = softmax(q K^T) V. */
+static void attend_row(const float* q, const float* k, const float* v, int64_t n, int64_t d, float* out) {
+    float acc[MAX_HEAD_DIM];
+    float sc[KEY_CHUNK];
+    float m = -INFINITY, l = 0.0f;
+    for (int64_t i = 0; i < d; i++) acc[i] = 0.0f;
+    for (int64_t j0 = 0; j0 < n; j0 += KEY_CHUNK) {
+        const int64_t jn = n - j0 < KEY_CHUNK ? n - j0 : KEY_CHUNK;
+        float cm = -INFINITY;
+        for (int64_t j = 0; j < jn; j++) {
+            const float* kr = k + (j0 + j) * d;
+            float dot = 0.0f;
+            for (int64_t i = 0; i < d; i++) dot += q[i] * kr[i];
+            sc[j] = dot;
+            cm = dot > cm ? dot : cm;
+        }
+        if (cm > m) { /* rescale what was summed under the old maximum */
+            const float f = m == -INFINITY ? 0.0f : exp_nonpos(m - cm);
+            for (int64_t i = 0; i < d; i++) acc[i] *= f;
+            l *= f;
+            m = cm;
+        }
+        for (int64_t j = 0; j < jn; j++) {
+            const float w = exp_nonpos(sc[j] - m);
+            const float* vr = v + (j0 + j) * d;
+            l += w;
+            for (int64_t i = 0; i < d; i++) acc[i] += w * vr[i];
+        }
+    }
+    const float inv = 1.0f / l;
+    for (int64_t i = 0; i < d; i++) out[i] = acc[i] * inv;
+}
+
+#ifdef EDGELM_X86
+__attribute__((target("avx2,fma"))) static inline float hsum_avx2(__m256 v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+/* attend_row with eight lanes; d a multiple of 8 (the head dims of 64 and 128 unroll). */
+__attribute__((target("avx2,fma"))) static inline void attend_row_avx2_d(const float* q, const float* k, const float* v,
+                                                                        int64_t n, const int64_t d, float* out) {
+    __m256 acc[MAX_HEAD_DIM / 8], qv[MAX_HEAD_DIM / 8];
+    float sc[KEY_CHUNK];
+    float m = -INFINITY, l = 0.0f;
+    const int64_t dv = d / 8;
+    for (int64_t c = 0; c < dv; c++) {
+        acc[c] = _mm256_setzero_ps();
+        qv[c] = _mm256_loadu_ps(q + 8 * c);
+    }
+    for (int64_t j0 = 0; j0 < n; j0 += KEY_CHUNK) {
+        const int64_t jn = n - j0 < KEY_CHUNK ? n - j0 : KEY_CHUNK;
+        for (int64_t j = 0; j < jn; j++) {
+            const float* kr = k + (j0 + j) * d;
+            __m256 s0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kr));
+            __m256 s1 = _mm256_setzero_ps();
+            for (int64_t c = 1; c + 1 < dv; c += 2) {
+                s1 = _mm256_fmadd_ps(qv[c], _mm256_loadu_ps(kr + 8 * c), s1);
+                s0 = _mm256_fmadd_ps(qv[c + 1], _mm256_loadu_ps(kr + 8 * c + 8), s0);
+            }
+            if ((dv & 1) == 0) s1 = _mm256_fmadd_ps(qv[dv - 1], _mm256_loadu_ps(kr + 8 * (dv - 1)), s1);
+            sc[j] = hsum_avx2(_mm256_add_ps(s0, s1));
+        }
+        float cm = -INFINITY;
+        for (int64_t j = 0; j < jn; j++) cm = sc[j] > cm ? sc[j] : cm;
+        if (cm > m) {
+            const float f = m == -INFINITY ? 0.0f : exp_nonpos(m - cm);
+            const __m256 fv = _mm256_set1_ps(f);
+            for (int64_t c = 0; c < dv; c++) acc[c] = _mm256_mul_ps(acc[c], fv);
+            l *= f;
+            m = cm;
+        }
+        int64_t j = 0;
+        const __m256 mv = _mm256_set1_ps(m);
+        for (; j + 8 <= jn; j += 8) _mm256_storeu_ps(sc + j, exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(sc + j), mv)));
+        for (; j < jn; j++) sc[j] = exp_nonpos(sc[j] - m);
+        for (j = 0; j < jn; j++) {
+            const float* vr = v + (j0 + j) * d;
+            const __m256 w = _mm256_set1_ps(sc[j]);
+            l += sc[j];
+            for (int64_t c = 0; c < dv; c++) acc[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 8 * c), acc[c]);
+        }
+    }
+    const __m256 inv = _mm256_set1_ps(1.0f / l);
+    for (int64_t c = 0; c < dv; c++) _mm256_storeu_ps(out + 8 * c, _mm256_mul_ps(acc[c], inv));
+}
+
+__attribute__((target("avx2,fma"))) static void attend_row_avx2(const float* q, const float* k, const float* v,
+                                                               int64_t n, int64_t d, float* out) {
+    if (d == 64)
+        attend_row_avx2_d(q, k, v, n, 64, out);
+    else
+        attend_row_avx2_d(q, k, v, n, d, out);
+}
+#endif
+
+static void attn_task(void* data, size_t index) {
+    const AttnJob* job = (const AttnJob*)data;
+    const int64_t h = (int64_t)index / job->row_tasks;
+    const int64_t rows = (job->s + job->row_tasks - 1) / job->row_tasks;
+    const int64_t r0 = ((int64_t)index % job->row_tasks) * rows;
+    const int64_t r1 = r0 + rows < job->s ? r0 + rows : job->s;
+    const int64_t d = job->d, g = h / (job->heads / job->kv_heads);
+    const int64_t width = (job->heads + 2 * job->kv_heads) * d;
+    const float* k = job->kc + g * job->cap * d;
+    const float* v = job->vc + g * job->cap * d;
+    float q[MAX_HEAD_DIM];
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t p = job->past + r;
+        rotate(job->qkv + r * width + h * d, job->cos_c, job->sin_c, p, d, job->scale, q);
+        float* out = job->out + (r * job->heads + h) * d;
+#ifdef EDGELM_X86
+        if (job->avx2) {
+            attend_row_avx2(q, k, v, p + 1, d, out);
+            continue;
+        }
+#endif
+        attend_row(q, k, v, p + 1, d, out);
+    }
+}
+
+static OrtStatus* dims_of(const OrtApi* api, const OrtValue* val, int64_t* dims, size_t* ndim) {
+    OrtTensorTypeAndShapeInfo* info;
+    TRY(FN(api, API_GetTensorTypeAndShape, GetTensorTypeAndShapeFn)(val, &info));
+    OrtStatus* st = FN(api, API_GetDimensionsCount, GetDimensionsCountFn)(info, ndim);
+    if (!st && *ndim > 4) st = error(api, "Attention: an input has more than 4 dimensions");
+    if (!st) st = FN(api, API_GetDimensions, GetDimensionsFn)(info, dims, *ndim);
+    FN(api, API_ReleaseTensorTypeAndShapeInfo, ReleaseTensorTypeAndShapeInfoFn)(info);
+    return st;
+}
+
+static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
+    const AttnKernel* kern = (const AttnKernel*)kernel;
+    const OrtApi* api = kern->api;
+    KernelContextGetInputFn get_input = FN(api, API_KernelContext_GetInput, KernelContextGetInputFn);
+    GetTensorMutableDataFn data = FN(api, API_GetTensorMutableData, GetTensorMutableDataFn);
+    const OrtValue* in[7];
+    for (size_t i = 0; i < 7; i++) TRY(get_input(ctx, i, &in[i]));
+    int64_t qd[4], kd[4], vd[4], cd[4], sd[4];
+    size_t qn, kn, vn, cn, sn;
+    TRY(dims_of(api, in[0], qd, &qn));
+    TRY(dims_of(api, in[1], kd, &kn));
+    TRY(dims_of(api, in[2], vd, &vn));
+    TRY(dims_of(api, in[5], cd, &cn));
+    TRY(dims_of(api, in[6], sd, &sn));
+    const int64_t H = kern->heads, G = kern->kv_heads;
+    if (qn != 3 || qd[0] != 1) return error(api, "Attention: qkv must be [1, S, (H + 2 Hkv) D] (batch 1)");
+    if (kn != 4 || vn != 4 || kd[0] != 1 || kd[1] != G) return error(api, "Attention: past_key must be [1, Hkv, C, D]");
+    for (size_t i = 0; i < 4; i++)
+        if (vd[i] != kd[i]) return error(api, "Attention: past_value must have past_key's shape");
+    const int64_t S = qd[1], C = kd[2], D = kd[3];
+    if (D < 2 || D % 2 || D > MAX_HEAD_DIM) return error(api, "Attention: the head size must be even and at most 256");
+    if (qd[2] != (H + 2 * G) * D) return error(api, "Attention: the last dimension of qkv must be (H + 2 Hkv) D");
+    if (cn != 2 || sn != 2 || cd[1] != D / 2 || sd[0] != cd[0] || sd[1] != cd[1])
+        return error(api, "Attention: cos_cache and sin_cache must be [positions, D/2]");
+    void *qkv, *pk, *pv, *seq, *tot, *cosv, *sinv;
+    TRY(data((OrtValue*)in[0], &qkv));
+    TRY(data((OrtValue*)in[1], &pk));
+    TRY(data((OrtValue*)in[2], &pv));
+    TRY(data((OrtValue*)in[3], &seq));
+    TRY(data((OrtValue*)in[4], &tot));
+    TRY(data((OrtValue*)in[5], &cosv));
+    TRY(data((OrtValue*)in[6], &sinv));
+    const int64_t total = *(const int32_t*)tot, past = total - S;
+    if (*(const int32_t*)seq != total - 1) return error(api, "Attention: seqlens_k must be total_sequence_length - 1");
+    if (past < 0 || total > C) return error(api, "Attention: the sequence does not fit the KV cache");
+    if (total > cd[0]) return error(api, "Attention: a position is past the rotary cache");
+
+    KernelContextGetOutputFn get_output = FN(api, API_KernelContext_GetOutput, KernelContextGetOutputFn);
+    OrtValue *o_val, *k_val, *v_val;
+    int64_t od[3] = {1, S, H * D};
+    void *out, *kc, *vc;
+    TRY(get_output(ctx, 0, od, 3, &o_val));
+    TRY(get_output(ctx, 1, kd, 4, &k_val));
+    TRY(get_output(ctx, 2, vd, 4, &v_val));
+    TRY(data(o_val, &out));
+    TRY(data(k_val, &kc));
+    TRY(data(v_val, &vc));
+    const size_t cache_bytes = (size_t)(G * C * D) * sizeof(float);
+    if (kc != pk) memcpy(kc, pk, cache_bytes); /* not bound in place: carry the past over */
+    if (vc != pv) memcpy(vc, pv, cache_bytes);
+    if (S == 0) return NULL;
+
+    /* The new tokens' keys (rotated) and values into their rows of the cache. */
+    const float* x = (const float*)qkv;
+    const int64_t width = (H + 2 * G) * D;
+    for (int64_t r = 0; r < S; r++)
+        for (int64_t g = 0; g < G; g++) {
+            float* krow = (float*)kc + (g * C + past + r) * D;
+            rotate(x + r * width + (H + g) * D, (const float*)cosv, (const float*)sinv, past + r, D, 1.0f, krow);
+            memcpy((float*)vc + (g * C + past + r) * D, x + r * width + (H + G + g) * D, (size_t)D * sizeof(float));
+        }
+
+    AttnJob job = {x, (const float*)kc, (const float*)vc, (const float*)cosv, (const float*)sinv, (float*)out,
+                   S, past, C, D, H, G, (S + PREFILL_ROWS - 1) / PREFILL_ROWS,
+                   kern->scale > 0.0f ? kern->scale : 1.0f / sqrtf((float)D), 0};
+#ifdef EDGELM_X86
+    job.avx2 = edgelm_isa() >= ISA_AVX2 && D % 8 == 0;
+#endif
+    const size_t tasks = (size_t)(H * job.row_tasks);
+    return FN(api, API_KernelContext_ParallelFor, KernelContextParallelForFn)(ctx, attn_task, tasks, 0, &job);
+}
+
+static OrtStatus* attn_create(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
+    (void)op;
+    int64_t heads = 0, kv_heads = 0;
+    KernelInfoGetAttributeInt64Fn attr = FN(api, API_KernelInfoGetAttribute_int64, KernelInfoGetAttributeInt64Fn);
+    TRY(attr(info, "num_heads", &heads));
+    TRY(attr(info, "kv_num_heads", &kv_heads));
+    if (heads <= 0 || kv_heads <= 0 || heads % kv_heads)
+        return error(api, "Attention: num_heads must be a positive multiple of kv_num_heads");
+    float scale = 0.0f;
+    OrtStatus* missing = FN(api, API_KernelInfoGetAttribute_float, KernelInfoGetAttributeFloatFn)(info, "scale", &scale);
+    if (missing) { /* optional */
+        FN(api, API_ReleaseStatus, ReleaseStatusFn)(missing);
+        scale = 0.0f;
+    }
+    AttnKernel* kern = (AttnKernel*)calloc(1, sizeof(AttnKernel));
+    if (!kern) return FN(api, API_CreateStatus, CreateStatusFn)(ORT_FAIL, "Attention: out of memory");
+    kern->api = api;
+    kern->heads = heads;
+    kern->kv_heads = kv_heads;
+    kern->scale = scale;
+    *out = kern;
+    return NULL;
+}
+
+static void attn_destroy(void* kernel) { free(kernel); }
+static const char* attn_name(const OrtCustomOp* op) {
+    (void)op;
+    return "Attention";
+}
+static int attn_input_type(const OrtCustomOp* op, size_t i) {
+    (void)op;
+    return i == 3 || i == 4 ? TYPE_INT32 : TYPE_FLOAT;
+}
+static size_t attn_input_count(const OrtCustomOp* op) {
+    (void)op;
+    return 7;
+}
+static int attn_output_type(const OrtCustomOp* op, size_t i) {
+    (void)op;
+    (void)i;
+    return TYPE_FLOAT;
+}
+static size_t attn_output_count(const OrtCustomOp* op) {
+    (void)op;
+    return 3;
+}
+static int attn_required(const OrtCustomOp* op, size_t i) {
+    (void)op;
+    (void)i;
+    return IO_REQUIRED;
+}
+static void* attn_create_v1(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info) {
+    void* k = NULL;
+    OrtStatus* st = attn_create(op, api, info, &k);
+    return st ? NULL : k; /* never used: ONNX Runtime >= 1.17 takes CreateKernelV2 */
+}
+static void attn_compute_v1(void* kernel, OrtKernelContext* ctx) { (void)attn_compute(kernel, ctx); }
+
+const OrtCustomOp edgelm_attention_op = {
+    EDGELM_ORT_API_VERSION,
+    attn_create_v1,
+    attn_name,
+    op_provider,
+    attn_input_type,
+    attn_input_count,
+    attn_output_type,
+    attn_output_count,
+    attn_compute_v1,
+    attn_destroy,
+    attn_required,
+    attn_required,
+    memory_type,
+    one,
+    one,
+    one,
+    one,
+    attn_create,
+    attn_compute,
+    NULL,
+    one,
+    end_version,
+};

@@ -1,0 +1,143 @@
+/* The subset of ONNX Runtime's C ABI that edgelm's operators use, shared by qmatmul.c and
+ * attention.c. The onnxruntime wheel ships no C headers: OrtApi is a table of function
+ * pointers that ONNX Runtime only ever appends to (the indices below), and OrtCustomOp a
+ * versioned struct. */
+#ifndef EDGELM_ORTABI_H
+#define EDGELM_ORTABI_H
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define EDGELM_X86 1
+#endif
+
+/* ---- ONNX Runtime C ABI (the subset used; indices into OrtApi's function table) ---- */
+
+typedef struct OrtStatus OrtStatus;
+typedef struct OrtValue OrtValue;
+typedef struct OrtKernelInfo OrtKernelInfo;
+typedef struct OrtKernelContext OrtKernelContext;
+typedef struct OrtSessionOptions OrtSessionOptions;
+typedef struct OrtCustomOpDomain OrtCustomOpDomain;
+typedef struct OrtTensorTypeAndShapeInfo OrtTensorTypeAndShapeInfo;
+typedef void OrtApi; /* used only through the function table */
+
+typedef struct OrtApiBase {
+    const OrtApi* (*GetApi)(uint32_t version);
+    const char* (*GetVersionString)(void);
+} OrtApiBase;
+
+/* KernelContext_ParallelFor (index 274) arrived with API version 17 (ONNX Runtime 1.17). */
+#define EDGELM_ORT_API_VERSION 17
+
+enum {
+    API_CreateStatus = 0,
+    API_CreateCustomOpDomain = 26,
+    API_CustomOpDomain_Add = 27,
+    API_AddCustomOpDomain = 28,
+    API_GetTensorMutableData = 51,
+    API_GetDimensionsCount = 61,
+    API_GetDimensions = 62,
+    API_GetTensorTypeAndShape = 65,
+    API_KernelInfoGetAttribute_float = 85,
+    API_KernelInfoGetAttribute_int64 = 86,
+    API_KernelContext_GetInputCount = 88,
+    API_KernelContext_GetInput = 90,
+    API_KernelContext_GetOutput = 91,
+    API_ReleaseStatus = 93,
+    API_ReleaseTensorTypeAndShapeInfo = 99,
+    API_KernelContext_ParallelFor = 274,
+};
+
+enum { ORT_INVALID_ARGUMENT = 2, ORT_FAIL = 1 };
+enum { TYPE_FLOAT = 1, TYPE_UINT8 = 2, TYPE_INT32 = 6, TYPE_FLOAT16 = 10 };
+enum { IO_REQUIRED = 0, IO_OPTIONAL = 1 };
+
+#define FN(api, index, type) ((type)(((void* const*)(api))[index]))
+
+typedef OrtStatus* (*CreateStatusFn)(int, const char*);
+typedef OrtStatus* (*CreateCustomOpDomainFn)(const char*, OrtCustomOpDomain**);
+typedef OrtStatus* (*CustomOpDomainAddFn)(OrtCustomOpDomain*, const void*);
+typedef OrtStatus* (*AddCustomOpDomainFn)(OrtSessionOptions*, OrtCustomOpDomain*);
+typedef OrtStatus* (*GetTensorMutableDataFn)(OrtValue*, void**);
+typedef OrtStatus* (*GetDimensionsCountFn)(const OrtTensorTypeAndShapeInfo*, size_t*);
+typedef OrtStatus* (*GetDimensionsFn)(const OrtTensorTypeAndShapeInfo*, int64_t*, size_t);
+typedef OrtStatus* (*GetTensorTypeAndShapeFn)(const OrtValue*, OrtTensorTypeAndShapeInfo**);
+typedef OrtStatus* (*KernelInfoGetAttributeInt64Fn)(const OrtKernelInfo*, const char*, int64_t*);
+typedef OrtStatus* (*KernelContextGetInputCountFn)(const OrtKernelContext*, size_t*);
+typedef OrtStatus* (*KernelContextGetInputFn)(const OrtKernelContext*, size_t, const OrtValue**);
+typedef OrtStatus* (*KernelContextGetOutputFn)(OrtKernelContext*, size_t, const int64_t*, size_t, OrtValue**);
+typedef void (*ReleaseTensorTypeAndShapeInfoFn)(OrtTensorTypeAndShapeInfo*);
+typedef void (*ReleaseStatusFn)(OrtStatus*);
+typedef OrtStatus* (*KernelContextParallelForFn)(const OrtKernelContext*, void (*)(void*, size_t), size_t, size_t,
+                                                 void*);
+
+/* OrtCustomOp up to the fields of version 17; ONNX Runtime reads no field past its version. */
+typedef struct OrtCustomOp {
+    uint32_t version;
+    void* (*CreateKernel)(const struct OrtCustomOp*, const OrtApi*, const OrtKernelInfo*);
+    const char* (*GetName)(const struct OrtCustomOp*);
+    const char* (*GetExecutionProviderType)(const struct OrtCustomOp*);
+    int (*GetInputType)(const struct OrtCustomOp*, size_t);
+    size_t (*GetInputTypeCount)(const struct OrtCustomOp*);
+    int (*GetOutputType)(const struct OrtCustomOp*, size_t);
+    size_t (*GetOutputTypeCount)(const struct OrtCustomOp*);
+    void (*KernelCompute)(void*, OrtKernelContext*);
+    void (*KernelDestroy)(void*);
+    int (*GetInputCharacteristic)(const struct OrtCustomOp*, size_t);
+    int (*GetOutputCharacteristic)(const struct OrtCustomOp*, size_t);
+    int (*GetInputMemoryType)(const struct OrtCustomOp*, size_t);
+    int (*GetVariadicInputMinArity)(const struct OrtCustomOp*);
+    int (*GetVariadicInputHomogeneity)(const struct OrtCustomOp*);
+    int (*GetVariadicOutputMinArity)(const struct OrtCustomOp*);
+    int (*GetVariadicOutputHomogeneity)(const struct OrtCustomOp*);
+    OrtStatus* (*CreateKernelV2)(const struct OrtCustomOp*, const OrtApi*, const OrtKernelInfo*, void**);
+    OrtStatus* (*KernelComputeV2)(void*, OrtKernelContext*);
+    OrtStatus* (*InferOutputShapeFn)(const struct OrtCustomOp*, void*);
+    int (*GetStartVersion)(const struct OrtCustomOp*);
+    int (*GetEndVersion)(const struct OrtCustomOp*);
+} OrtCustomOp;
+
+typedef OrtStatus* (*KernelInfoGetAttributeFloatFn)(const OrtKernelInfo*, const char*, float*);
+
+static inline OrtStatus* error(const OrtApi* api, const char* msg) {
+    return FN(api, API_CreateStatus, CreateStatusFn)(ORT_INVALID_ARGUMENT, msg);
+}
+
+#define TRY(expr)                       \
+    do {                                \
+        OrtStatus* _s = (expr);         \
+        if (_s) return _s;              \
+    } while (0)
+
+/* The instruction set the kernels use: the best the CPU has, capped by EDGELM_ORTOPS_ISA
+ * (portable, avx2 or avx512; tests pin each path) or EDGELM_ORTOPS_PORTABLE=1. */
+enum { ISA_PORTABLE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+int edgelm_isa(void);
+
+/* Trivial OrtCustomOp callbacks every operator shares. */
+static inline const char* op_provider(const struct OrtCustomOp* op) {
+    (void)op;
+    return "CPUExecutionProvider";
+}
+static inline int memory_type(const struct OrtCustomOp* op, size_t i) {
+    (void)op;
+    (void)i;
+    return 0; /* OrtMemTypeDefault */
+}
+static inline int one(const struct OrtCustomOp* op) {
+    (void)op;
+    return 1;
+}
+static inline int end_version(const struct OrtCustomOp* op) {
+    (void)op;
+    return 0x7fffffff;
+}
+
+extern const OrtCustomOp edgelm_attention_op;
+
+#endif

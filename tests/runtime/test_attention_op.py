@@ -1,0 +1,183 @@
+"""edgelm's Attention operator (kernels/ortops/attention.c) against ONNX Runtime's
+GroupQueryAttention, the operator it replaces, on the same inputs.
+
+Both run with the KV cache bound in place (past and present one buffer, as the runtime
+binds it) through a prompt, decode steps and a chunk after a rewind; outputs and the
+cache rows must agree. Each instruction-set path runs in a child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper  # noqa: E402
+
+from edgelm.runtime import ortops  # noqa: E402
+
+pytestmark = pytest.mark.skipif(ortops.library_path() is None, reason="edgelm._ortops was not built")
+
+H, G, D, CAP, POS = 6, 2, 64, 48, 64
+
+
+def _model(op: str, heads: int = H, kv: int = G) -> bytes:
+    ms = op == "GroupQueryAttention"
+    attrs: dict[str, object] = {"num_heads": heads, "kv_num_heads": kv, "scale": float(D ** -0.5)}
+    if ms:
+        attrs.update(do_rotary=1, rotary_interleaved=0)
+        inputs = ["qkv", "", "", "pk", "pv", "seqlens_k", "total", "cos", "sin"]
+    else:
+        inputs = ["qkv", "pk", "pv", "seqlens_k", "total", "cos", "sin"]
+    node = helper.make_node(op, inputs, ["out", "k", "v"], domain="com.microsoft" if ms else ortops.DOMAIN, **attrs)
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info("qkv", f, None),
+         helper.make_tensor_value_info("pk", f, [1, kv, CAP, D]),
+         helper.make_tensor_value_info("pv", f, [1, kv, CAP, D]),
+         helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
+         helper.make_tensor_value_info("total", TensorProto.INT32, []),
+         helper.make_tensor_value_info("cos", f, [POS, D // 2]),
+         helper.make_tensor_value_info("sin", f, [POS, D // 2])],
+        [helper.make_tensor_value_info(n, f, None) for n in ("out", "k", "v")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1),
+                                                    helper.make_opsetid(ortops.DOMAIN, 1)])
+    return model.SerializeToString()
+
+
+def _rotary() -> tuple[np.ndarray, np.ndarray]:
+    inv = 1.0 / (10000.0 ** (np.arange(0, D, 2) / D))
+    ang = np.outer(np.arange(POS), inv)
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+class _Runner:
+    """One session with its cache bound in place, stepped like edgelm's DecoderSession."""
+
+    def __init__(self, op: str, threads: int = 2) -> None:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        assert ortops.register(so)
+        self.sess = ort.InferenceSession(_model(op), so, providers=["CPUExecutionProvider"])
+        self.cos, self.sin = _rotary()
+        rng = np.random.default_rng(7)  # stale rows past the sequence must never be read
+        self.k = ort.OrtValue.ortvalue_from_numpy(rng.standard_normal((1, G, CAP, D)).astype(np.float32) * 50)
+        self.v = ort.OrtValue.ortvalue_from_numpy(rng.standard_normal((1, G, CAP, D)).astype(np.float32) * 50)
+        self.b = self.sess.io_binding()
+        self.b.bind_ortvalue_input("pk", self.k)
+        self.b.bind_ortvalue_input("pv", self.v)
+        self.b.bind_ortvalue_output("k", self.k)
+        self.b.bind_ortvalue_output("v", self.v)
+        self.b.bind_cpu_input("cos", self.cos)
+        self.b.bind_cpu_input("sin", self.sin)
+
+    def step(self, qkv: np.ndarray, past: int) -> np.ndarray:
+        total = past + qkv.shape[1]
+        self.b.bind_cpu_input("qkv", qkv)
+        self.b.bind_cpu_input("seqlens_k", np.array([total - 1], np.int32))
+        self.b.bind_cpu_input("total", np.array(total, np.int32))
+        out = np.full((1, qkv.shape[1], H * D), np.nan, np.float32)  # its shape follows the step's tokens
+        self.b.bind_ortvalue_output("out", ort.OrtValue.ortvalue_from_numpy(out))
+        self.sess.run_with_iobinding(self.b)
+        return out
+
+
+def _schedule() -> list[tuple[int, int]]:
+    """(past, new tokens): a 13-token prompt, 5 decode steps, a rewind to 9 and a 4-token
+    chunk, decode to the cache's end."""
+    steps = [(0, 13)] + [(13 + i, 1) for i in range(5)] + [(9, 4)]
+    steps += [(13 + i, 1) for i in range(CAP - 13)]
+    return steps
+
+
+def _compare() -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    ref, ours = _Runner("GroupQueryAttention"), _Runner("Attention")
+    worst_out = 0.0
+    total = 0
+    for past, n in _schedule():
+        qkv = rng.standard_normal((1, n, (H + 2 * G) * D)).astype(np.float32)
+        a, b = ref.step(qkv, past), ours.step(qkv, past)
+        worst_out = max(worst_out, float(np.abs(a - b).max() / np.abs(a).max()))
+        total = past + n
+    k_err = float(np.abs(ref.k.numpy()[:, :, :total] - ours.k.numpy()[:, :, :total]).max())
+    v_err = float(np.abs(ref.v.numpy()[:, :, :total] - ours.v.numpy()[:, :, :total]).max())
+    return {"out": worst_out, "k": k_err, "v": v_err}
+
+
+def test_matches_group_query_attention_through_prompt_decode_and_rewind() -> None:
+    err = _compare()
+    assert err["out"] < 1e-5 and err["k"] < 1e-5 and err["v"] == 0.0, err
+
+
+@pytest.mark.parametrize("isa", ["portable", "avx2"])
+def test_each_instruction_set_path_matches(isa: str) -> None:
+    code = f"""
+import json, sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+import test_attention_op as t
+print(json.dumps(t._compare()))
+"""
+    env = dict(os.environ, EDGELM_ORTOPS_ISA=isa)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    err = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert err["out"] < 1e-5 and err["k"] < 1e-5 and err["v"] == 0.0, err
+
+
+def test_present_not_bound_in_place_carries_the_past_over() -> None:
+    so = ort.SessionOptions()
+    assert ortops.register(so)
+    sess = ort.InferenceSession(_model("Attention"), so, providers=["CPUExecutionProvider"])
+    cos, sin = _rotary()
+    rng = np.random.default_rng(1)
+    pk = rng.standard_normal((1, G, CAP, D)).astype(np.float32)
+    pv = rng.standard_normal((1, G, CAP, D)).astype(np.float32)
+    qkv = rng.standard_normal((1, 1, (H + 2 * G) * D)).astype(np.float32)
+    feeds = {"qkv": qkv, "pk": pk, "pv": pv, "seqlens_k": np.array([5], np.int32), "total": np.array(6, np.int32),
+             "cos": cos, "sin": sin}
+    out, k, v = sess.run(None, feeds)
+    assert np.array_equal(k[:, :, :5], pk[:, :, :5]) and np.array_equal(v[:, :, :5], pv[:, :, :5])
+    assert np.array_equal(v[0, :, 5], qkv[0, 0, (H + G) * D:].reshape(G, D))
+    # The one new query against keys 0..5: a float64 reference of the same attention.
+    half = D // 2
+    q = qkv[0, 0, :H * D].reshape(H, D).astype(np.float64)
+    q = np.concatenate([q[:, :half] * cos[5] - q[:, half:] * sin[5], q[:, half:] * cos[5] + q[:, :half] * sin[5]], 1)
+    keys = k[0, :, :6].astype(np.float64)
+    for h in range(H):
+        s = keys[h // (H // G)] @ q[h] * D ** -0.5
+        w = np.exp(s - s.max())
+        want = (w / w.sum()) @ v[0, h // (H // G), :6]
+        assert np.allclose(out[0, 0, h * D:(h + 1) * D], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("feeds_change, message", [
+    ({"seqlens_k": np.array([3], np.int32)}, "seqlens_k must be total_sequence_length - 1"),
+    ({"total": np.array(CAP + 1, np.int32), "seqlens_k": np.array([CAP], np.int32)}, "does not fit the KV cache"),
+    ({"qkv": np.zeros((1, 1, 5), np.float32)}, "last dimension of qkv"),
+    ({"qkv": np.zeros((2, 1, (H + 2 * G) * D), np.float32)}, "batch 1"),
+])
+def test_bad_inputs_are_errors_not_crashes(feeds_change: dict[str, np.ndarray], message: str) -> None:
+    so = ort.SessionOptions()
+    assert ortops.register(so)
+    sess = ort.InferenceSession(_model("Attention"), so, providers=["CPUExecutionProvider"])
+    cos, sin = _rotary()
+    feeds = {"qkv": np.zeros((1, 1, (H + 2 * G) * D), np.float32), "pk": np.zeros((1, G, CAP, D), np.float32),
+             "pv": np.zeros((1, G, CAP, D), np.float32), "seqlens_k": np.array([5], np.int32),
+             "total": np.array(6, np.int32), "cos": cos, "sin": sin}
+    feeds.update(feeds_change)
+    with pytest.raises(Exception, match=message):
+        sess.run(None, feeds)
+
+
+def test_heads_not_a_multiple_of_kv_heads_are_refused_at_load() -> None:
+    so = ort.SessionOptions()
+    assert ortops.register(so)
+    with pytest.raises(Exception, match="multiple of kv_num_heads"):
+        ort.InferenceSession(_model("Attention", heads=5, kv=2), so, providers=["CPUExecutionProvider"])

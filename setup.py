@@ -38,7 +38,7 @@ extensions = [
 ortops = Extension(
     "edgelm._ortops",
     ["kernels/ortops/qmatmul.c", "kernels/ortops/attention.c"],
-    depends=["kernels/ortops/ortabi.h", "kernels/ortops/vexp.h"],
+    depends=["kernels/ortops/ortabi.h", "kernels/ortops/shared_math.h"],
     extra_compile_args=(["-O3"] if not DEBUG else ["-O0", "-g"]) + ["-std=c11", "-fvisibility=hidden"],
     libraries=["m"],
 )

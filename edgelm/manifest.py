@@ -17,13 +17,21 @@ from ._io import write_json
 from .arch import Architecture
 from .errors import ManifestError
 
-__all__ = ["MANIFEST_NAME", "LINEAR_KERNELS", "SCHEMA_VERSION", "Quant", "QuantizationInfo", "Verification", "FileEntry",
+__all__ = ["MANIFEST_NAME", "LINEAR_KERNELS", "SCHEMA_VERSION", "kv_dtype_for", "Quant", "QuantizationInfo", "Verification", "FileEntry",
            "Manifest", "read_manifest", "write_manifest"]
 
 MANIFEST_NAME = "edgelm.json"
 #: What may compute the quantized linears (QuantizationInfo.linear_kernel); the first is export's default.
 LINEAR_KERNELS = ("edgelm", "matmulnbits")
 SCHEMA_VERSION = 2  # 2: BlockQuantMatMul takes float16 scales and block mins
+
+
+def kv_dtype_for(linear_kernel: str | None) -> str:
+    """The KV cache's element type an export writes (the manifest's ``io.kv_dtype``):
+    float16 where edgelm's Attention operator reads it (folders whose quantized linears run
+    on edgelm's kernel), float32 under ONNX Runtime's GroupQueryAttention (fp32 and
+    ``--kernel matmulnbits`` folders)."""
+    return "float16" if linear_kernel == "edgelm" else "float32"
 
 
 class Quant(str, Enum):

@@ -152,7 +152,9 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
         from ..profiler.energy import bytes_per_token
 
         dev = get_profile(estimate_device)
-        nbytes = bytes_per_token(manifest.architecture, manifest.weights_bytes["total"], prompt_tokens + new_tokens // 2)
+        kv_bytes = 2 if manifest.io.get("kv_dtype") == "float16" else 4
+        nbytes = bytes_per_token(manifest.architecture, manifest.weights_bytes["total"], prompt_tokens + new_tokens // 2,
+                                 kv_bytes)
         j = dev.active_power_w * s_per_token + nbytes * 8 * dev.dram_energy_pj_per_bit * 1e-12
         energy = {"joules_per_token": j, "source": "estimated", "estimate_device": dev.id,
                   "method": "profile active power x measured time per token + DRAM energy of the bytes read"}
@@ -163,6 +165,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
         "model": {"folder": str(folder.resolve()), "name": manifest.source.get("name"),
                   "manifest_sha256": manifest_sha, "quant": manifest.quantization.mode.value,
                   "parameters": manifest.parameter_count, "weights_bytes": manifest.weights_bytes["total"],
+                  "kv_dtype": manifest.io.get("kv_dtype", "float32"),
                   "architecture": manifest.architecture.to_dict()},
         "device": {"id": "local", "profile": as_profile, "machine": platform.machine(),
                    "system": platform.system(), "node": platform.node()},

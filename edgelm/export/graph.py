@@ -39,6 +39,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..arch import Architecture
 from ..errors import ExportError
 from ..manifest import LINEAR_KERNELS as KERNELS
+from ..manifest import kv_dtype_for
 from ..runtime.ortops import DOMAIN as EDGELM_DOMAIN
 from ..runtime.ortops import OP_TYPE as EDGELM_OP
 from .quantize import QuantizedWeight
@@ -179,7 +180,8 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
     h, eps = arch.hidden_size, float(arch.rms_norm_eps)
     # edgelm's Attention (kernels/ortops/attention.c) where the folder needs edgelm's operator
     # library anyway (quantized linears on the edgelm kernel); GroupQueryAttention otherwise.
-    own_attention = g.kernel == "edgelm" and any(isinstance(w, QuantizedWeight) for w in weights.values())
+    quantized = any(isinstance(w, QuantizedWeight) for w in weights.values())
+    own_attention = kv_dtype_for(g.kernel if quantized else None) == "float16"
     cos_c = g.const("rotary.cos_cache", cos.astype(np.float32))
     sin_c = g.const("rotary.sin_cache", sin.astype(np.float32))
 
@@ -266,10 +268,11 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
               helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
               helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, [])]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, arch.vocab_size])]
+    kv_type = TensorProto.FLOAT16 if own_attention else TensorProto.FLOAT
     for i in range(arch.num_layers):
         for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(names[f"past_{kind}"][i], TensorProto.FLOAT, kv_shape))
-            outputs.append(helper.make_tensor_value_info(names[f"present_{kind}"][i], TensorProto.FLOAT, kv_shape))
+            inputs.append(helper.make_tensor_value_info(names[f"past_{kind}"][i], kv_type, kv_shape))
+            outputs.append(helper.make_tensor_value_info(names[f"present_{kind}"][i], kv_type, kv_shape))
     graph = helper.make_graph(g.nodes, "edgelm_decoder", inputs, outputs, g.inits)
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)]
     if any(node.domain == EDGELM_DOMAIN for node in g.nodes):

@@ -23,7 +23,16 @@ from .. import __version__
 from .._io import NO_SPACE_ERRNOS, atomic_dir, sha256_file, write_json
 from ..arch import Architecture
 from ..errors import ExportError, VerificationError
-from ..manifest import SCHEMA_VERSION, FileEntry, Manifest, Quant, QuantizationInfo, Verification, write_manifest
+from ..manifest import (
+    SCHEMA_VERSION,
+    FileEntry,
+    Manifest,
+    Quant,
+    QuantizationInfo,
+    Verification,
+    kv_dtype_for,
+    write_manifest,
+)
 from ..runtime.session import SessionInfo
 from .graph import KERNELS, build_model, io_names
 from .quantize import QuantizedWeight, quantize_asym, quantize_sym
@@ -320,8 +329,8 @@ def _manifest(src: LoadedSource, cfg: ExportConfig, folder: Path, weight_bytes: 
         accuracy_level=cfg.accuracy_level if quantized and cfg.kernel == "matmulnbits" else None,
         methods=methods, float_tensors=_float_tensors(cfg.quant, arch, cfg.kernel), linear_kernel=cfg.kernel if quantized else None)
     io = dict(io_names(arch.num_layers))
-    io.update(model_file=MODEL_FILE, kv_layout="BNSH", kv_dtype="float32", kv_shared_buffer=True,
-              logits="last position only", position_handling="GroupQueryAttention rotary from seqlens_k")
+    io.update(model_file=MODEL_FILE, kv_layout="BNSH", kv_dtype=kv_dtype_for(qinfo.linear_kernel), kv_shared_buffer=True,
+              logits="last position only", position_handling="rotary inside attention, positions from seqlens_k")
     source = {"kind": src.kind, "name": src.name, **src.info}
     return Manifest(
         schema_version=SCHEMA_VERSION, edgelm_version=__version__,

@@ -55,10 +55,11 @@ def _usable(records: list[dict[str, Any]], device: DeviceProfile) -> list[dict[s
     return out
 
 
-def _errors(device: DeviceProfile, runs: list[tuple[Architecture, float, int, float, float]]) -> tuple[float, float]:
+def _errors(device: DeviceProfile, runs: list[tuple[Architecture, float, int, float, float, int]]
+            ) -> tuple[float, float]:
     e_err, s_err = [], []
-    for arch, wbytes, ctx, j_meas, tps_meas in runs:
-        est = estimate_energy(arch, device, wbytes, context_tokens=ctx)
+    for arch, wbytes, ctx, j_meas, tps_meas, kvb in runs:
+        est = estimate_energy(arch, device, wbytes, context_tokens=ctx, kv_bytes_per_value=kvb)
         e_err.append(abs(est.joules_per_token - j_meas) / j_meas)
         s_err.append(abs(est.decode_tokens_per_s - tps_meas) / tps_meas)
     return statistics.mean(e_err), statistics.mean(s_err)
@@ -73,12 +74,13 @@ def calibrate(device: DeviceProfile, records: list[dict[str, Any]]) -> Calibrati
     for r in usable:
         arch = Architecture.from_dict(r["model"]["architecture"])
         ctx = int(r["settings"]["prompt_tokens"]) + int(r["settings"]["new_tokens"]) // 2
+        kvb = 2 if r["model"].get("kv_dtype") == "float16" else 4  # runs stored before kv_dtype: float32
         runs.append((arch, float(r["model"]["weights_bytes"]), ctx, float(r["energy"]["joules_per_token"]),
-                     float(r["decode_tokens_per_s"])))
+                     float(r["decode_tokens_per_s"]), kvb))
     fractions, num, den = [], 0.0, 0.0
-    for arch, wbytes, ctx, j, tps in runs:
+    for arch, wbytes, ctx, j, tps, kvb in runs:
         t = 1.0 / tps
-        nbytes = bytes_per_token(arch, wbytes, ctx)
+        nbytes = bytes_per_token(arch, wbytes, ctx, kvb)
         t_mem = t - arch.num_layers * OVERHEAD_S_PER_LAYER
         if t_mem > 0:
             fractions.append(min(1.0, nbytes / (device.peak_bandwidth_bps * t_mem)))

@@ -88,10 +88,11 @@ class EnergyEstimate:
         return d
 
 
-def bytes_per_token(arch: Architecture, weights_bytes: float, context_tokens: int) -> float:
+def bytes_per_token(arch: Architecture, weights_bytes: float, context_tokens: int, kv_bytes_per_value: int = 4
+                    ) -> float:
     """Weights streamed once per token (a tied table is read once, by the head: the
     embedding reads one row) plus the KV cache read at ``context_tokens``."""
-    return weights_bytes + arch.kv_cache_bytes(context_tokens)
+    return weights_bytes + arch.kv_cache_bytes(context_tokens, kv_bytes_per_value)
 
 
 def macs_per_token(arch: Architecture, context_tokens: int) -> float:
@@ -101,8 +102,8 @@ def macs_per_token(arch: Architecture, context_tokens: int) -> float:
 
 
 def estimate_energy(arch: Architecture, device: DeviceProfile, weights_bytes: float,
-                    context_tokens: int = 512) -> EnergyEstimate:
-    nbytes = bytes_per_token(arch, weights_bytes, context_tokens)
+                    context_tokens: int = 512, kv_bytes_per_value: int = 4) -> EnergyEstimate:
+    nbytes = bytes_per_token(arch, weights_bytes, context_tokens, kv_bytes_per_value)
     macs = macs_per_token(arch, context_tokens)
     t_mem = nbytes / device.sustained_bandwidth_bps
     cores = min(DECODE_THREADS, device.cpu_cores)

@@ -2,8 +2,10 @@
 
     peak = runtime + tokenizer + weights x residency(quant) + KV cache(context) + prefill workspace
 
-* KV cache: 2 x layers x KV heads x head dim x context x 4 bytes (float32), exact: the
-  runtime allocates and touches it at load.
+* KV cache: 2 x layers x KV heads x head dim x context x 2 bytes (float16, under edgelm's
+  Attention operator: quantized folders on the edgelm kernel) or 4 (float32, under
+  GroupQueryAttention: fp32 and MatMulNBits folders; the manifest's ``io.kv_dtype``
+  says which), exact: the runtime allocates and touches it at load.
 * weights: the manifest's bytes by kind, times a residency factor per quantization and
   linear kernel (the manifest's ``quantization.linear_kernel``): with MatMulNBits ONNX
   Runtime keeps each initializer and a prepacked copy of it; edgelm's BlockQuantMatMul
@@ -29,9 +31,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..arch import Architecture
-from ..manifest import Quant
+from ..manifest import LINEAR_KERNELS, Quant, kv_dtype_for
 
-__all__ = ["MemoryEstimate", "estimate_memory", "RESIDENCY", "RESIDENCY_MATMULNBITS", "RUNTIME_BYTES", "weights_bytes_for",
+__all__ = ["MemoryEstimate", "estimate_memory", "kv_bytes_per_value", "RESIDENCY", "RESIDENCY_MATMULNBITS", "RUNTIME_BYTES", "weights_bytes_for",
            "measure_peak_rss"]
 
 _MEASURE = r"""
@@ -111,18 +113,30 @@ def workspace_bytes(arch: Architecture, prompt_tokens: int) -> float:
     return WORKSPACE_BASE_BYTES + WORKSPACE_PER_TOKEN_FACTOR * s * per_token + arch.num_heads * s * s * 4
 
 
+def kv_bytes_per_value(quant: Quant, linear_kernel: str | None = None, kv_dtype: str | None = None) -> int:
+    """Bytes of one KV cache value: the manifest's ``io.kv_dtype`` when given, else what an
+    export with this quantization and linear kernel (None: the default) writes."""
+    if kv_dtype is None:
+        quantized = Quant(quant) is not Quant.FP32
+        kv_dtype = kv_dtype_for((linear_kernel or LINEAR_KERNELS[0]) if quantized else None)
+    if kv_dtype not in ("float16", "float32"):
+        raise ValueError(f"unknown KV cache dtype {kv_dtype!r}")
+    return 2 if kv_dtype == "float16" else 4
+
+
 def estimate_memory(arch: Architecture, quant: Quant, *, context: int, weights_bytes: float | None = None,
                     tokenizer_json_bytes: float = 2.0e6, prompt_tokens: int = 128,
-                    runtime_bytes: float = RUNTIME_BYTES, linear_kernel: str | None = None) -> MemoryEstimate:
-    """``linear_kernel`` as the manifest records it; None (a preset, or fp32) means the
-    export default."""
+                    runtime_bytes: float = RUNTIME_BYTES, linear_kernel: str | None = None,
+                    kv_dtype: str | None = None) -> MemoryEstimate:
+    """``linear_kernel`` and ``kv_dtype`` as the manifest records them; None (a preset, or
+    fp32) means the export default."""
     quant = Quant(quant)
     residency = RESIDENCY_MATMULNBITS if linear_kernel == "matmulnbits" else RESIDENCY
     wb = weights_bytes if weights_bytes is not None else weights_bytes_for(arch, quant, linear_kernel=linear_kernel)
     return MemoryEstimate(
         weights_file_bytes=wb,
         weights_resident_bytes=wb * residency[quant],
-        kv_cache_bytes=float(arch.kv_cache_bytes(context)),
+        kv_cache_bytes=float(arch.kv_cache_bytes(context, kv_bytes_per_value(quant, linear_kernel, kv_dtype))),
         workspace_bytes=workspace_bytes(arch, min(prompt_tokens, context)),
         runtime_bytes=runtime_bytes,
         tokenizer_bytes=TOKENIZER_BASE_BYTES + TOKENIZER_PER_JSON_BYTE * tokenizer_json_bytes,

@@ -13,7 +13,7 @@ from ..errors import ProfileError
 from ..manifest import Quant, read_manifest
 from .devices import DeviceProfile, get_profile
 from .energy import EnergyEstimate, estimate_energy
-from .memory import MemoryEstimate, estimate_memory
+from .memory import MemoryEstimate, estimate_memory, kv_bytes_per_value
 
 __all__ = ["ProfileReport", "profile_model", "resolve_model", "format_report", "DEFAULT_APP_DRAM_SHARE",
            "compare_shapes"]
@@ -33,6 +33,7 @@ class ModelSpec:
     tokenizer_json_bytes: float
     source: str  # "manifest" or "preset"
     linear_kernel: str | None = None  # the manifest's; None: the export default
+    kv_dtype: str | None = None  # the manifest's io.kv_dtype; None: the export default
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ def resolve_model(model: str, quant: str | None = None) -> ModelSpec:
             raise ProfileError(f"{model} is a {m.quantization.mode.value} folder; --quant {quant} does not apply")
         tok = path / "tokenizer.json"
         return ModelSpec(str(model), m.architecture, m.quantization.mode, float(m.weights_bytes["total"]),
-                         float(tok.stat().st_size) if tok.exists() else 0.0, "manifest", linear_kernel=m.quantization.linear_kernel)
+                         float(tok.stat().st_size) if tok.exists() else 0.0, "manifest", linear_kernel=m.quantization.linear_kernel,
+                         kv_dtype=m.io.get("kv_dtype", "float32"))
     q = Quant(quant or "int4")
     if model in ARCH_PRESETS:
         return ModelSpec(model, ARCH_PRESETS[model], q, None, 1e4, "preset")
@@ -103,8 +105,10 @@ def profile_model(model: str | ModelSpec, device: str | DeviceProfile, *, contex
         raise ProfileError(f"app DRAM share must be in (0, 1], got {app_dram_share}")
     mem = estimate_memory(spec.arch, spec.quant, context=context, weights_bytes=spec.weights_bytes,
                           tokenizer_json_bytes=spec.tokenizer_json_bytes, prompt_tokens=prompt_tokens,
-                          linear_kernel=spec.linear_kernel)
-    energy = estimate_energy(spec.arch, dev, mem.weights_file_bytes, context_tokens=min(context, 512))
+                          linear_kernel=spec.linear_kernel, kv_dtype=spec.kv_dtype)
+    kv_bytes = kv_bytes_per_value(spec.quant, spec.linear_kernel, spec.kv_dtype)
+    energy = estimate_energy(spec.arch, dev, mem.weights_file_bytes, context_tokens=min(context, 512),
+                             kv_bytes_per_value=kv_bytes)
     return ProfileReport(spec, dev, mem, energy, app_dram_share)
 
 

@@ -1,9 +1,9 @@
 """The decoder step on ONNX Runtime, with a KV cache allocated once and updated in place.
 
 Needs only onnxruntime and numpy: this is the code that runs on the device. The KV
-cache is one OrtValue per layer and kind, of capacity ``context`` tokens, bound as both
-the past input and the present output of GroupQueryAttention, so no step copies or
-reallocates it. Logits are bound to one preallocated buffer (last position only).
+cache is one OrtValue per layer and kind (float16 or float32, as the model declares), of
+capacity ``context`` tokens, bound as both the past input and the present output of the
+attention operator, so no step copies or reallocates it. Logits are bound to one preallocated buffer (last position only).
 """
 
 from __future__ import annotations
@@ -53,13 +53,17 @@ class DecoderSession:
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise RuntimeLoadError(f"{onnx_path}: ONNX Runtime cannot load the model: {str(e)[:300]}") from e
         shape = (1, info.num_kv_heads, self.context, info.head_dim)
+        # float16 under edgelm's Attention operator, float32 under GroupQueryAttention: the
+        # model's own input type decides.
+        types = {i.name: i.type for i in self.session.get_inputs()}
+        self.kv_dtype = np.dtype(np.float16 if types.get("past_key_values.0.key") == "tensor(float16)" else np.float32)
         self._cache = []
         self.binding = self.session.io_binding()
         for i in range(info.num_layers):
             for kind in ("key", "value"):
                 # np.full touches every page: the cache is committed at load, not at the first
                 # long conversation (an app should fail to start, not run out of memory later).
-                buf = ort.OrtValue.ortvalue_from_numpy(np.full(shape, 0.0, np.float32))
+                buf = ort.OrtValue.ortvalue_from_numpy(np.full(shape, 0.0, self.kv_dtype))
                 self._cache.append(buf)
                 self.binding.bind_ortvalue_input(f"past_key_values.{i}.{kind}", buf)
                 self.binding.bind_ortvalue_output(f"present.{i}.{kind}", buf)
@@ -72,7 +76,8 @@ class DecoderSession:
 
     @property
     def kv_cache_bytes(self) -> int:
-        return 2 * self.info.num_layers * self.info.num_kv_heads * self.context * self.info.head_dim * 4
+        return (2 * self.info.num_layers * self.info.num_kv_heads * self.context * self.info.head_dim
+                * self.kv_dtype.itemsize)
 
     def reset(self) -> None:
         """Forget the sequence (the cache keeps its memory; stale rows are never read)."""

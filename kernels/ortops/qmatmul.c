@@ -28,7 +28,7 @@
  * pointers that ONNX Runtime only ever appends to, and OrtCustomOp a versioned struct.
  */
 #include "ortabi.h"
-#include "vexp.h"
+#include "shared_math.h"
 
 /* ---- the kernel ---- */
 
@@ -61,17 +61,6 @@ typedef struct {
 
 
 
-/* IEEE half to float (portable; the x86 paths use F16C's vcvtph2ps). */
-static inline float half_to_float(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, man = h & 0x3ffu;
-    union { uint32_t u; float f; } v;
-    if (e == 0) { /* zero or subnormal: man * 2^-24 */
-        const float f = (float)man * 5.9604644775390625e-8f;
-        return sign ? -f : f;
-    }
-    v.u = sign | (e == 0x1f ? 0x7f800000u | (man << 13) : ((e + 112) << 23) | (man << 13));
-    return v.f;
-}
 
 static inline void quantize_block(const float* x, int bits, int32_t zmul, int16_t* q, int32_t* qz, float* d_out,
                                   float* sum_out) {

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgelm.manifest import Quant, read_manifest
-from edgelm.profiler.memory import estimate_memory, measure_peak_rss, weights_bytes_for
+from edgelm.profiler.memory import estimate_memory, kv_bytes_per_value, measure_peak_rss, weights_bytes_for
 
 from ..conftest import TINY_VARIANTS
 
@@ -29,9 +29,35 @@ def test_weight_bytes_match_what_export_writes(variant: str, quant: str, kernel:
 
 
 def test_kv_cache_term() -> None:
+    """float16 under edgelm's Attention (quantized, edgelm kernel: the default), float32
+    under GroupQueryAttention (fp32, MatMulNBits), and the manifest's word over both."""
     a = TINY_VARIANTS["llama-tied"]
-    e = estimate_memory(a, Quant.INT4, context=100)
-    assert e.kv_cache_bytes == 2 * a.num_layers * a.num_kv_heads * a.head_dim * 100 * 4
+    values = 2 * a.num_layers * a.num_kv_heads * a.head_dim * 100
+    assert estimate_memory(a, Quant.INT4, context=100).kv_cache_bytes == values * 2
+    assert estimate_memory(a, Quant.INT8, context=100, linear_kernel="edgelm").kv_cache_bytes == values * 2
+    assert estimate_memory(a, Quant.INT4, context=100, linear_kernel="matmulnbits").kv_cache_bytes == values * 4
+    assert estimate_memory(a, Quant.FP32, context=100).kv_cache_bytes == values * 4
+    assert estimate_memory(a, Quant.INT4, context=100, kv_dtype="float32").kv_cache_bytes == values * 4
+
+
+@pytest.mark.parametrize("quant, kernel", [("int4", "edgelm"), ("int4", "matmulnbits"), ("fp32", "edgelm")])
+def test_runtime_allocates_the_kv_cache_the_manifest_and_the_model_declare(tmp_path: Path, quant: str, kernel: str,
+                                                                           tiny_models: dict[str, Path]) -> None:
+    pytest.importorskip("torch")
+    import edgelm
+    from edgelm.export import ExportConfig, export
+
+    out = tmp_path / "m"
+    export(str(tiny_models["llama-tied"]), out, ExportConfig(quant=quant, verify=False, progress=False, kernel=kernel))
+    m = read_manifest(out)
+    model = edgelm.load(out, context=64)
+    want = kv_bytes_per_value(m.quantization.mode, m.quantization.linear_kernel)
+    assert m.io["kv_dtype"] == ("float16" if want == 2 else "float32")
+    assert model.session.kv_dtype.itemsize == want
+    assert model.kv_cache_bytes == estimate_memory(m.architecture, m.quantization.mode, context=64,
+                                                   linear_kernel=m.quantization.linear_kernel,
+                                                   kv_dtype=m.io["kv_dtype"]).kv_cache_bytes
+    assert model.generate("hello", max_new_tokens=3)  # it runs
 
 
 @pytest.mark.slow
@@ -45,5 +71,5 @@ def test_estimate_within_15_percent_of_measured_peak_rss(quant: str, context: in
     est = estimate_memory(m.architecture, m.quantization.mode, context=context,
                           weights_bytes=m.weights_bytes["total"],
                           tokenizer_json_bytes=(folder / "tokenizer.json").stat().st_size, prompt_tokens=128,
-                          linear_kernel=m.quantization.linear_kernel)
+                          linear_kernel=m.quantization.linear_kernel, kv_dtype=m.io.get("kv_dtype"))
     assert abs(est.peak_bytes - measured) / measured <= 0.15, (est.peak_bytes / 1e6, measured / 1e6)

@@ -3,7 +3,9 @@ GroupQueryAttention, the operator it replaces, on the same inputs.
 
 Both run with the KV cache bound in place (past and present one buffer, as the runtime
 binds it) through a prompt, decode steps and a chunk after a rewind; outputs and the
-cache rows must agree. Each instruction-set path runs in a child process.
+cache rows must agree, up to edgelm's cache being float16 (GQA's is float32). A float64
+reference on the float16 rows checks the arithmetic itself tightly. Each
+instruction-set path runs in a child process.
 """
 
 from __future__ import annotations
@@ -36,16 +38,18 @@ def _model(op: str, heads: int = H, kv: int = G) -> bytes:
         inputs = ["qkv", "pk", "pv", "seqlens_k", "total", "cos", "sin"]
     node = helper.make_node(op, inputs, ["out", "k", "v"], domain="com.microsoft" if ms else ortops.DOMAIN, **attrs)
     f = TensorProto.FLOAT
+    c = TensorProto.FLOAT if ms else TensorProto.FLOAT16
     graph = helper.make_graph(
         [node], "g",
         [helper.make_tensor_value_info("qkv", f, None),
-         helper.make_tensor_value_info("pk", f, [1, kv, CAP, D]),
-         helper.make_tensor_value_info("pv", f, [1, kv, CAP, D]),
+         helper.make_tensor_value_info("pk", c, [1, kv, CAP, D]),
+         helper.make_tensor_value_info("pv", c, [1, kv, CAP, D]),
          helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
          helper.make_tensor_value_info("total", TensorProto.INT32, []),
          helper.make_tensor_value_info("cos", f, [POS, D // 2]),
          helper.make_tensor_value_info("sin", f, [POS, D // 2])],
-        [helper.make_tensor_value_info(n, f, None) for n in ("out", "k", "v")])
+        [helper.make_tensor_value_info("out", f, None), helper.make_tensor_value_info("k", c, None),
+         helper.make_tensor_value_info("v", c, None)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1),
                                                     helper.make_opsetid(ortops.DOMAIN, 1)])
     return model.SerializeToString()
@@ -67,8 +71,9 @@ class _Runner:
         self.sess = ort.InferenceSession(_model(op), so, providers=["CPUExecutionProvider"])
         self.cos, self.sin = _rotary()
         rng = np.random.default_rng(7)  # stale rows past the sequence must never be read
-        self.k = ort.OrtValue.ortvalue_from_numpy(rng.standard_normal((1, G, CAP, D)).astype(np.float32) * 50)
-        self.v = ort.OrtValue.ortvalue_from_numpy(rng.standard_normal((1, G, CAP, D)).astype(np.float32) * 50)
+        dt = np.float32 if op == "GroupQueryAttention" else np.float16
+        self.k = ort.OrtValue.ortvalue_from_numpy((rng.standard_normal((1, G, CAP, D)) * 50).astype(dt))
+        self.v = ort.OrtValue.ortvalue_from_numpy((rng.standard_normal((1, G, CAP, D)) * 50).astype(dt))
         self.b = self.sess.io_binding()
         self.b.bind_ortvalue_input("pk", self.k)
         self.b.bind_ortvalue_input("pv", self.v)
@@ -106,14 +111,43 @@ def _compare() -> dict[str, float]:
         a, b = ref.step(qkv, past), ours.step(qkv, past)
         worst_out = max(worst_out, float(np.abs(a - b).max() / np.abs(a).max()))
         total = past + n
-    k_err = float(np.abs(ref.k.numpy()[:, :, :total] - ours.k.numpy()[:, :, :total]).max())
-    v_err = float(np.abs(ref.v.numpy()[:, :, :total] - ours.v.numpy()[:, :, :total]).max())
-    return {"out": worst_out, "k": k_err, "v": v_err}
+    # Cache rows: GQA's float32 values rounded to float16 are edgelm's (keys within an ulp:
+    # the rotation's float rounding may differ before the float16 one).
+    ref_k, ref_v = ref.k.numpy()[:, :, :total], ref.v.numpy()[:, :, :total]
+    k_err = float((np.abs(ref_k - ours.k.numpy()[:, :, :total].astype(np.float32)) / (np.abs(ref_k) + 1e-3)).max())
+    v_same = bool(np.array_equal(ref_v.astype(np.float16), ours.v.numpy()[:, :, :total]))
+    return {"out": worst_out, "k": k_err, "v_rounded_equal": v_same}
+
+
+def _special_values_stored_as_numpy_rounds_them() -> bool:
+    """Values written to the cache round to float16 as numpy does: ties to even, subnormals,
+    zero signs, the overflow edge (65504 stays, 65520 goes to inf), inf and nan."""
+    so = ort.SessionOptions()
+    assert ortops.register(so)
+    sess = ort.InferenceSession(_model("Attention"), so, providers=["CPUExecutionProvider"])
+    cos, sin = _rotary()
+    special = np.array([0.0, -0.0, 1.0, 1.00048828125, 1.00146484375, 65504.0, 65519.99, 65520.0, -70000.0, 1e-8,
+                        6e-8, 3e-8, 2.9802322e-08, -5.9604645e-08, 6.1e-5, 6.103515625e-05, np.inf, -np.inf, np.nan,
+                        0.1, -0.3333, 1234.5678], np.float32)
+    v_new = np.resize(special, D).astype(np.float32)
+    rng = np.random.default_rng(3)
+    v_new[len(special):] = rng.standard_normal(D - len(special)) * 10.0 ** rng.integers(-6, 5, D - len(special))
+    qkv = np.zeros((1, 1, (H + 2 * G) * D), np.float32)
+    qkv[0, 0, (H + G) * D:(H + G + 1) * D] = v_new
+    zeros = np.zeros((1, G, CAP, D), np.float16)
+    _, _, v = sess.run(None, {"qkv": qkv, "pk": zeros, "pv": zeros, "seqlens_k": np.array([0], np.int32),
+                              "total": np.array(1, np.int32), "cos": cos, "sin": sin})
+    return bool(np.array_equal(v[0, 0, 0].view(np.uint16), v_new.astype(np.float16).view(np.uint16)))
+
+
+def _ok(err: dict[str, float]) -> bool:
+    # float16 keeps 11 bits: the cache rows within 2^-11 relative, the outputs within ~1e-3.
+    return err["out"] < 2e-3 and err["k"] <= 2.0 ** -10 and err["v_rounded_equal"] is True
 
 
 def test_matches_group_query_attention_through_prompt_decode_and_rewind() -> None:
     err = _compare()
-    assert err["out"] < 1e-5 and err["k"] < 1e-5 and err["v"] == 0.0, err
+    assert _ok(err), err
 
 
 @pytest.mark.parametrize("isa", ["portable", "avx2"])
@@ -122,13 +156,13 @@ def test_each_instruction_set_path_matches(isa: str) -> None:
 import json, sys
 sys.path.insert(0, {os.path.dirname(__file__)!r})
 import test_attention_op as t
-print(json.dumps(t._compare()))
+print(json.dumps(dict(t._compare(), rounding=t._special_values_stored_as_numpy_rounds_them())))
 """
     env = dict(os.environ, EDGELM_ORTOPS_ISA=isa)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     err = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert err["out"] < 1e-5 and err["k"] < 1e-5 and err["v"] == 0.0, err
+    assert _ok(err) and err["rounding"] is True, err
 
 
 def test_present_not_bound_in_place_carries_the_past_over() -> None:
@@ -137,23 +171,27 @@ def test_present_not_bound_in_place_carries_the_past_over() -> None:
     sess = ort.InferenceSession(_model("Attention"), so, providers=["CPUExecutionProvider"])
     cos, sin = _rotary()
     rng = np.random.default_rng(1)
-    pk = rng.standard_normal((1, G, CAP, D)).astype(np.float32)
-    pv = rng.standard_normal((1, G, CAP, D)).astype(np.float32)
+    pk = rng.standard_normal((1, G, CAP, D)).astype(np.float16)
+    pv = rng.standard_normal((1, G, CAP, D)).astype(np.float16)
     qkv = rng.standard_normal((1, 1, (H + 2 * G) * D)).astype(np.float32)
     feeds = {"qkv": qkv, "pk": pk, "pv": pv, "seqlens_k": np.array([5], np.int32), "total": np.array(6, np.int32),
              "cos": cos, "sin": sin}
     out, k, v = sess.run(None, feeds)
     assert np.array_equal(k[:, :, :5], pk[:, :, :5]) and np.array_equal(v[:, :, :5], pv[:, :, :5])
-    assert np.array_equal(v[0, :, 5], qkv[0, 0, (H + G) * D:].reshape(G, D))
-    # The one new query against keys 0..5: a float64 reference of the same attention.
+    assert np.array_equal(v[0, :, 5], qkv[0, 0, (H + G) * D:].reshape(G, D).astype(np.float16))
+    # The one new query against keys 0..5 (as stored, float16): a float64 reference.
     half = D // 2
     q = qkv[0, 0, :H * D].reshape(H, D).astype(np.float64)
     q = np.concatenate([q[:, :half] * cos[5] - q[:, half:] * sin[5], q[:, half:] * cos[5] + q[:, :half] * sin[5]], 1)
     keys = k[0, :, :6].astype(np.float64)
+    k_new = qkv[0, 0, H * D:(H + G) * D].reshape(G, D).astype(np.float64)
+    k_new = np.concatenate([k_new[:, :half] * cos[5] - k_new[:, half:] * sin[5],
+                            k_new[:, half:] * cos[5] + k_new[:, :half] * sin[5]], 1)
+    assert np.allclose(keys[:, 5], k_new, rtol=2.0 ** -10, atol=1e-7)  # rotated, then float16
     for h in range(H):
         s = keys[h // (H // G)] @ q[h] * D ** -0.5
         w = np.exp(s - s.max())
-        want = (w / w.sum()) @ v[0, h // (H // G), :6]
+        want = (w / w.sum()) @ v[0, h // (H // G), :6].astype(np.float64)
         assert np.allclose(out[0, 0, h * D:(h + 1) * D], want, rtol=1e-5, atol=1e-6)
 
 
@@ -168,8 +206,8 @@ def test_bad_inputs_are_errors_not_crashes(feeds_change: dict[str, np.ndarray], 
     assert ortops.register(so)
     sess = ort.InferenceSession(_model("Attention"), so, providers=["CPUExecutionProvider"])
     cos, sin = _rotary()
-    feeds = {"qkv": np.zeros((1, 1, (H + 2 * G) * D), np.float32), "pk": np.zeros((1, G, CAP, D), np.float32),
-             "pv": np.zeros((1, G, CAP, D), np.float32), "seqlens_k": np.array([5], np.int32),
+    feeds = {"qkv": np.zeros((1, 1, (H + 2 * G) * D), np.float32), "pk": np.zeros((1, G, CAP, D), np.float16),
+             "pv": np.zeros((1, G, CAP, D), np.float16), "seqlens_k": np.array([5], np.int32),
              "total": np.array(6, np.int32), "cos": cos, "sin": sin}
     feeds.update(feeds_change)
     with pytest.raises(Exception, match=message):

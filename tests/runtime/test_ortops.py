@@ -187,6 +187,44 @@ print(json.dumps(out))
     assert len(errors) == 24 and max(errors.values()) < TOL, errors
 
 
+def test_decode_layout_matches_the_avx2_path() -> None:
+    """Decode rows with N a multiple of 4 take the AVX-512 decode layout (4-bit: four blocks a
+    step, then pairs and an odd block for K/32 = 4q + 1, 2, 3; 8-bit: codes as stored). Its
+    int32 block sums are the AVX2 path's, so the outputs agree to float rounding, and both
+    match numpy. (Where the CPU lacks AVX-512 VNNI both runs take AVX2 and agree trivially.)"""
+    code = f"""
+import json, sys, numpy as np
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+import test_ortops as t
+out = {{}}
+for kind in ("q4_offsets", "q4_sym", "q8_sym", "q8_offsets"):
+    for m in (1, 3, 7):
+        for k in (128, 160, 192, 224):
+            for swiglu in (0, 1):
+                w = t._weights(kind, 72, k); a = t._activations(m, 2 * k if swiglu else k)
+                y = t._session(t._model(w, swiglu=bool(swiglu))).run(None, {{"A": a}})[0]
+                out[f"{{kind}}/{{m}}/{{k}}/{{swiglu}}"] = y.ravel().tolist()
+print(json.dumps(out))
+"""
+    runs = {}
+    for isa in ("avx2", "avx512"):
+        proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, EDGELM_ORTOPS_ISA=isa),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        runs[isa] = {key: np.array(v, np.float32) for key, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    assert len(runs["avx512"]) == 96
+    for key, y in runs["avx512"].items():
+        ref = runs["avx2"][key]
+        assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max(), key
+        kind, m, k, swiglu = key.split("/")
+        w = _weights(kind, 72, int(k))
+        a = _activations(int(m), 2 * int(k) if swiglu == "1" else int(k))
+        if swiglu == "1":
+            g, u = a[:, :int(k)].astype(np.float64), a[:, int(k):].astype(np.float64)
+            a = (g / (1.0 + np.exp(-g)) * u).astype(np.float32)
+        assert _rel_err(y.reshape(int(m), 72), a, w) < TOL, key
+
+
 def test_wrong_inner_dimension_is_an_error_not_a_crash() -> None:
     s = _session(_model(_weights("q4_sym", 32, 64)))
     with pytest.raises(Exception, match="last dimension of A must be K"):

@@ -314,7 +314,6 @@ static OrtStatus* attn_create(const OrtCustomOp* op, const OrtApi* api, const Or
     return NULL;
 }
 
-static void attn_destroy(void* kernel) { free(kernel); }
 static const char* attn_name(const OrtCustomOp* op) {
     (void)op;
     return "Attention";
@@ -335,17 +334,7 @@ static size_t attn_output_count(const OrtCustomOp* op) {
     (void)op;
     return 3;
 }
-static int attn_required(const OrtCustomOp* op, size_t i) {
-    (void)op;
-    (void)i;
-    return IO_REQUIRED;
-}
-static void* attn_create_v1(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info) {
-    void* k = NULL;
-    OrtStatus* st = attn_create(op, api, info, &k);
-    return st ? NULL : k; /* never used: ONNX Runtime >= 1.17 takes CreateKernelV2 */
-}
-static void attn_compute_v1(void* kernel, OrtKernelContext* ctx) { (void)attn_compute(kernel, ctx); }
+EDGELM_V1_CALLBACKS(attn_create_v1, attn_create, attn_compute_v1, attn_compute)
 
 const OrtCustomOp edgelm_attention_op = {
     EDGELM_ORT_API_VERSION,
@@ -357,9 +346,9 @@ const OrtCustomOp edgelm_attention_op = {
     attn_output_type,
     attn_output_count,
     attn_compute_v1,
-    attn_destroy,
-    attn_required,
-    attn_required,
+    free_kernel,
+    io_required,
+    io_required,
     memory_type,
     one,
     one,

@@ -137,6 +137,22 @@ static inline int end_version(const struct OrtCustomOp* op) {
     (void)op;
     return 0x7fffffff;
 }
+static inline int io_required(const struct OrtCustomOp* op, size_t i) {
+    (void)op;
+    (void)i;
+    return IO_REQUIRED;
+}
+static inline void free_kernel(void* kernel) { free(kernel); }
+
+/* The version-1 entry points an OrtCustomOp must still fill, over the V2 ones
+ * (CREATE(op, api, info, &kernel) and COMPUTE(kernel, ctx), both returning a status). */
+#define EDGELM_V1_CALLBACKS(CREATE_V1, CREATE, COMPUTE_V1, COMPUTE)                                    \
+    static void* CREATE_V1(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info) {      \
+        void* k = NULL;                                                                                 \
+        OrtStatus* st = CREATE(op, api, info, &k);                                                      \
+        return st ? NULL : k; /* never used: ONNX Runtime >= 1.17 takes CreateKernelV2 */               \
+    }                                                                                                   \
+    static void COMPUTE_V1(void* kernel, OrtKernelContext* ctx) { (void)COMPUTE(kernel, ctx); }
 
 extern const OrtCustomOp edgelm_attention_op;
 

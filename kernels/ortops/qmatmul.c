@@ -464,11 +464,13 @@ TARGET_AVX512 __attribute__((always_inline)) static inline void pairs_avx512(con
     }
 }
 
-/* Four rows, ordinary layout. */
+/* Four rows, two blocks a step: 4-bit codes in either layout, 8-bit in the task's. */
 TARGET_AVX512 static void dot4_avx512(const Task* t, int64_t n, int64_t r, float* out, int64_t stride) {
     float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (t->kern->bits == 4)
         pairs_avx512(t, n, r, 0, PAIRS_Q4, c);
+    else if (t->vnni)
+        pairs_avx512(t, n, r, 0, PAIRS_U8, c);
     else
         pairs_avx512(t, n, r, 0, PAIRS_Q8, c);
     for (int j = 0; j < 4; j++) out[j * stride] = c[j];
@@ -519,13 +521,6 @@ TARGET_AVX512 static void dot4_quads_q4(const Task* t, int64_t n, int64_t r, flo
     const __m128 corr4 = _mm_add_ps(_mm256_castps256_ps128(corr8), _mm256_extractf128_ps(corr8, 1));
     _mm_storeu_ps(c, _mm_add_ps(sum4_avx512(acc), corr4));
     if (4 * nq < nb) pairs_avx512(t, n, r, 4 * nq, PAIRS_Q4, c);
-    for (int j = 0; j < 4; j++) out[j * stride] = c[j];
-}
-
-/* Four rows of 8-bit codes in the decode layout. */
-TARGET_AVX512 static void dot4_u8_avx512(const Task* t, int64_t n, int64_t r, float* out, int64_t stride) {
-    float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    pairs_avx512(t, n, r, 0, PAIRS_U8, c);
     for (int j = 0; j < 4; j++) out[j * stride] = c[j];
 }
 
@@ -747,18 +742,16 @@ static void run_task(void* data, size_t index) {
                     rows_tail_float_avx2(t, wbuf + (j - n0) * k, j, r, (int)(t->m - r));
             }
         return;
-    } else if (t->vnni) { /* the decode layout: N, and so every task's rows, a multiple of 4 */
+    } else if (edgelm_isa() == ISA_AVX512 && (n & 3) == 0) {
+        /* the decode layout (N a multiple of 4, so no rows are left for the portable loop) */
+        const int quads = t->vnni && t->kern->bits == 4;
         for (; n + 4 <= n1; n += 4)
             for (int64_t r = 0; r < t->m; r++) {
-                if (t->kern->bits == 4)
+                if (quads)
                     dot4_quads_q4(t, n, r, &t->y[r * nrows + n], 1);
                 else
-                    dot4_u8_avx512(t, n, r, &t->y[r * nrows + n], 1);
+                    dot4_avx512(t, n, r, &t->y[r * nrows + n], 1);
             }
-        return;
-    } else if (edgelm_isa() == ISA_AVX512 && (n & 3) == 0) {
-        for (; n + 4 <= n1; n += 4)
-            for (int64_t r = 0; r < t->m; r++) dot4_avx512(t, n, r, &t->y[r * nrows + n], 1);
     } else if (have_avx2() && (n & 3) == 0) {
         for (; n + 4 <= n1; n += 4)
             for (int64_t r = 0; r < t->m; r++) dot4_avx2(t, n, r, &t->y[r * nrows + n], 1);
@@ -799,7 +792,6 @@ static OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const 
     return NULL;
 }
 
-static void destroy_kernel(void* kernel) { free(kernel); }
 
 /* silu(gate) * up of the prefill's rows, in parallel (one call has up to a prompt's rows of
  * 2 x 1536 values, which alone on one thread left the other waiting). */
@@ -947,17 +939,7 @@ static int input_characteristic(const OrtCustomOp* op, size_t i) {
     (void)op;
     return i == 3 ? IO_OPTIONAL : IO_REQUIRED;
 }
-static int output_characteristic(const OrtCustomOp* op, size_t i) {
-    (void)op;
-    (void)i;
-    return IO_REQUIRED;
-}
-static void* create_kernel_v1(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info) {
-    void* k = NULL;
-    OrtStatus* st = create_kernel(op, api, info, &k);
-    return st ? NULL : k; /* never used: ONNX Runtime >= 1.17 takes CreateKernelV2 */
-}
-static void compute_v1(void* kernel, OrtKernelContext* ctx) { (void)compute(kernel, ctx); }
+EDGELM_V1_CALLBACKS(create_kernel_v1, create_kernel, compute_v1, compute)
 
 static const OrtCustomOp block_quant_matmul = {
     EDGELM_ORT_API_VERSION,
@@ -969,9 +951,9 @@ static const OrtCustomOp block_quant_matmul = {
     output_type,
     output_count,
     compute_v1,
-    destroy_kernel,
+    free_kernel,
     input_characteristic,
-    output_characteristic,
+    io_required,
     memory_type,
     one,
     one,

@@ -38,12 +38,13 @@ def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: P
 
     model_dir, report_dir = Path(model_dir), Path(report_dir)
     stale = None
-    if (model_dir / MANIFEST_NAME).exists():
+    reuse = (model_dir / MANIFEST_NAME).exists()
+    if reuse:
         try:
             read_manifest(model_dir)
         except EdgeLMError as e:
-            stale = str(e)
-    if (model_dir / MANIFEST_NAME).exists() and stale is None:
+            stale, reuse = str(e), False
+    if reuse:
         _say(f"reusing {model_dir}")
     else:
         if stale is not None:

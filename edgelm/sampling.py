@@ -18,10 +18,15 @@ import numpy as np
 
 from .errors import SamplingError
 
-__all__ = ["SamplingParams", "Sampler", "process", "sample", "GREEDY"]
+__all__ = ["SamplingParams", "Sampler", "process", "sample", "GREEDY", "FLOAT32_TINY", "FLOAT32_MAX"]
 
 _CANDIDATE = np.dtype([("value", np.float32), ("index", np.int32)])
 MAX_VOCAB = 1 << 24
+#: The smallest normal float32: a temperature below it is taken as greedy, and penalties
+#: must lie in [FLOAT32_TINY, FLOAT32_MAX] so that the kernel's float32 arithmetic on them
+#: never divides by zero or makes NaN.
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _kernels() -> Any:
@@ -35,10 +40,14 @@ def _kernels() -> Any:
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to pick the next token. ``temperature=0`` is greedy (argmax after penalties).
+    """How to pick the next token. ``temperature=0`` is greedy (argmax after penalties), and
+    so is any temperature below float32's smallest normal (``FLOAT32_TINY``, 1.2e-38): the
+    limit of sampling as the temperature goes to 0, where dividing by it would overflow.
 
-    top_k=0 and top_p=1 and min_p=0 disable those filters; penalties of 1 (repetition)
-    and 0 (frequency, presence) change nothing. ``seed`` makes draws reproducible.
+    top_k=0 and top_p=1 and min_p=0 disable those filters (a top_k at or above the
+    vocabulary size keeps everything); penalties of 1 (repetition) and 0 (frequency,
+    presence) change nothing. The repetition penalty lies in [FLOAT32_TINY, FLOAT32_MAX]
+    (the kernel divides by it in float32). ``seed`` makes draws reproducible.
     """
 
     temperature: float = 1.0
@@ -59,14 +68,16 @@ class SamplingParams:
 
         if finite("temperature") < 0:
             raise SamplingError(f"temperature must be >= 0, got {self.temperature}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)) or self.top_k < 0:
-            raise SamplingError(f"top_k must be an integer >= 0, got {self.top_k!r}")
+        if (isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer))
+                or not 0 <= self.top_k < 2**63):
+            raise SamplingError(f"top_k must be an integer in [0, 2**63), got {self.top_k!r}")
         if not 0 < finite("top_p") <= 1:
             raise SamplingError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 <= finite("min_p") <= 1:
             raise SamplingError(f"min_p must be in [0, 1], got {self.min_p}")
-        if finite("repetition_penalty") <= 0:
-            raise SamplingError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if not FLOAT32_TINY <= finite("repetition_penalty") <= FLOAT32_MAX:
+            raise SamplingError(f"repetition_penalty must be in [{FLOAT32_TINY:.3g}, {FLOAT32_MAX:.3g}], "
+                                f"got {self.repetition_penalty}")
         finite("frequency_penalty")
         finite("presence_penalty")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
@@ -75,7 +86,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        return self.temperature < FLOAT32_TINY
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,7 +131,7 @@ class Sampler:
         self._configure(params)
 
     def _configure(self, p: SamplingParams) -> None:
-        self._core.configure(p.temperature, int(p.top_k), p.top_p, p.min_p, p.repetition_penalty,
+        self._core.configure(0.0 if p.greedy else p.temperature, int(p.top_k), p.top_p, p.min_p, p.repetition_penalty,
                              p.frequency_penalty, p.presence_penalty)
 
     def reseed(self, seed: int | None) -> None:
@@ -151,13 +162,16 @@ class Sampler:
 
     def _raise(self, rc: int) -> None:
         if rc == -1:
-            raise SamplingError("logits contain NaN")
+            raise SamplingError("logits contain NaN (from the model, or +inf met an infinite penalty)")
         if rc == -2:
             raise SamplingError("all logits are -inf: nothing to sample")
         if rc == -3:
             raise SamplingError(f"previous token ids must be in [0, {self.vocab_size})")
         if rc == -4:
             raise SamplingError(f"logits must be a 1-D array of {self.vocab_size} values")
+        if rc == -5:
+            raise SamplingError("a logit is +inf, or the penalties or the temperature pushed one past float32's "
+                                "range: use milder penalties or a higher temperature")
         raise SamplingError(f"sampling kernel error {rc}")
 
     def _call(self, fn: Any, logits: Any, previous_tokens: Any, params: SamplingParams | None, *args: Any) -> int:

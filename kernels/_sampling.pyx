@@ -9,7 +9,7 @@ in that order) and OpenAI's frequency and presence penalties (applied after the
 repetition penalty). Filtered entries become -inf.
 """
 
-from libc.math cimport INFINITY, log
+from libc.math cimport INFINITY, isfinite, log
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy
@@ -275,6 +275,7 @@ DEF OK = 0
 DEF ERR_NAN = -1
 DEF ERR_ALL_INF = -2
 DEF ERR_TOKEN_RANGE = -3
+DEF ERR_POS_INF = -5  # +inf in the logits, or a penalty or the temperature overflowed float32
 
 
 cdef inline uint64_t _splitmix64(uint64_t* state) noexcept nogil:
@@ -413,10 +414,22 @@ cdef Py_ssize_t _top_k_candidates(const float* src, const float* out, const floa
         scratch[i] = cand[i].value
     thr = _kth_largest(scratch, n_c, k, heap)
     for i in range(n_c):
-        if cand[i].value >= thr:
+        # With fewer than k finite values the threshold is -inf: those are not candidates
+        # (the maximum is finite, so at least one stays).
+        if cand[i].value >= thr and cand[i].value > -INFINITY:
             cand[w] = cand[i]
             w += 1
     thr_out[0] = thr
+    return w
+
+
+cdef Py_ssize_t _drop_neg_inf(Candidate* cand, Py_ssize_t n_cand) noexcept nogil:
+    """Remove the -inf entries of a candidate list, in order; returns the new count."""
+    cdef Py_ssize_t i, w = 0
+    for i in range(n_cand):
+        if cand[i].value > -INFINITY:
+            cand[w] = cand[i]
+            w += 1
     return w
 
 
@@ -548,6 +561,7 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
     cdef float thr, m
     cdef float temp = <float>cfg.temperature
     cdef bint scale = cfg.temperature > 0.0 and cfg.temperature != 1.0
+    cdef bint nan_made = False
     cdef double log_min_p
     for i in range(n_prev):
         if prev[i] < 0 or prev[i] >= n:
@@ -574,11 +588,14 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
             if dirty[b] == 1.0:
                 dirty[b] = 2.0
                 end = _block_end(b, n)
-                edgelm_bmax(out + b * EDGELM_BLOCK, end - b * EDGELM_BLOCK, bmax + b)
+                if edgelm_bmax(out + b * EDGELM_BLOCK, end - b * EDGELM_BLOCK, bmax + b):
+                    nan_made = True  # +inf minus an infinite penalty
     m = edgelm_max(bmax, nb)
-    if m == -INFINITY:
+    # From here on every value is finite or -inf and the maximum is finite, and dividing by
+    # the temperature keeps it so: the exp, bucket and draw arithmetic below relies on it.
+    if nan_made or m == -INFINITY or m == INFINITY or (scale and not isfinite(m / temp)):
         _clear_flags(dirty, prev, n_prev, penalised)
-        return ERR_ALL_INF
+        return ERR_NAN if nan_made else (ERR_ALL_INF if m == -INFINITY else ERR_POS_INF)
     if not (0 < cfg.top_k < n):
         _clear_flags(dirty, prev, n_prev, penalised)
     if 0 < cfg.top_k < n:
@@ -594,6 +611,7 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
             for i in range(n_cand):
                 cand[i].value = cand[i].value / temp
                 out[cand[i].index] = cand[i].value
+            n_cand = _drop_neg_inf(cand, n_cand)  # a tiny temperature sends far values to -inf
         if cfg.top_p < 1.0:
             n_cand = _top_p_candidates(cand, n_cand, cfg.top_p, out, probs)
         if cfg.min_p > 0.0:
@@ -648,20 +666,23 @@ cdef int64_t greedy_token(const float* src, float* out, Py_ssize_t n, const int6
 
 cdef int64_t draw_candidates(const Candidate* cand, Py_ssize_t n_cand, uint64_t* state) noexcept nogil:
     """One index drawn from softmax over a candidate list, by inverse CDF."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, last = 0
     cdef float m = cand[0].value
     cdef double total = 0.0, u, acc = 0.0
     for i in range(1, n_cand):
         if cand[i].value > m:
             m = cand[i].value
     for i in range(n_cand):
-        total += edgelm_exp_neg(cand[i].value - m)
+        if cand[i].value > -INFINITY:
+            total += edgelm_exp_neg(cand[i].value - m)
     u = _uniform(state) * total
     for i in range(n_cand):
-        acc += edgelm_exp_neg(cand[i].value - m)
-        if acc > u:
-            return cand[i].index
-    return cand[n_cand - 1].index
+        if cand[i].value > -INFINITY:
+            acc += edgelm_exp_neg(cand[i].value - m)
+            last = i
+            if acc > u:
+                return cand[i].index
+    return cand[last].index  # rounding left u at the very top: the last kept candidate
 
 
 cdef int64_t draw(const float* logits, Py_ssize_t n, uint64_t* state) noexcept nogil:
@@ -706,7 +727,8 @@ cdef class SamplerCore:
     """Scratch buffers (owned by the caller's numpy arrays), the sampling configuration and
     the random state of one sampler. Methods return token ids or kept-candidate counts
     (>= 0), or an error code (< 0): -1 NaN, -2 all -inf, -3 history id out of range,
-    -4 wrong number of logits."""
+    -4 wrong number of logits, -5 a logit is +inf or the penalties or temperature pushed one
+    past float32's range."""
     cdef readonly Py_ssize_t n
     cdef readonly Py_ssize_t out_offset  # where out starts in out_buf (4K-aliasing guard)
     cdef readonly Py_ssize_t n_cand

@@ -207,14 +207,8 @@ static void to_half(const float* x, int64_t n, uint16_t* y) {
     for (int64_t i = 0; i < n; i++) y[i] = float_to_half(x[i]);
 }
 
-static OrtStatus* dims_of(const OrtApi* api, const OrtValue* val, int64_t* dims, size_t* ndim) {
-    OrtTensorTypeAndShapeInfo* info;
-    TRY(FN(api, API_GetTensorTypeAndShape, GetTensorTypeAndShapeFn)(val, &info));
-    OrtStatus* st = FN(api, API_GetDimensionsCount, GetDimensionsCountFn)(info, ndim);
-    if (!st && *ndim > 4) st = error(api, "Attention: an input has more than 4 dimensions");
-    if (!st) st = FN(api, API_GetDimensions, GetDimensionsFn)(info, dims, *ndim);
-    FN(api, API_ReleaseTensorTypeAndShapeInfo, ReleaseTensorTypeAndShapeInfoFn)(info);
-    return st;
+static OrtStatus* dims_of(const OrtApi* api, const OrtValue* val, int64_t* dims, size_t* ndim, int64_t* count) {
+    return tensor_shape(api, val, dims, ndim, 4, count, "Attention: an input has more than 4 dimensions");
 }
 
 static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
@@ -224,13 +218,17 @@ static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
     GetTensorMutableDataFn data = FN(api, API_GetTensorMutableData, GetTensorMutableDataFn);
     const OrtValue* in[7];
     for (size_t i = 0; i < 7; i++) TRY(get_input(ctx, i, &in[i]));
-    int64_t qd[4], kd[4], vd[4], cd[4], sd[4];
-    size_t qn, kn, vn, cn, sn;
-    TRY(dims_of(api, in[0], qd, &qn));
-    TRY(dims_of(api, in[1], kd, &kn));
-    TRY(dims_of(api, in[2], vd, &vn));
-    TRY(dims_of(api, in[5], cd, &cn));
-    TRY(dims_of(api, in[6], sd, &sn));
+    int64_t qd[4], kd[4], vd[4], cd[4], sd[4], ld[4], td[4], count = 0, seq_count = 0, tot_count = 0;
+    size_t qn, kn, vn, cn, sn, ln, tn;
+    TRY(dims_of(api, in[0], qd, &qn, &count));
+    TRY(dims_of(api, in[1], kd, &kn, &count));
+    TRY(dims_of(api, in[2], vd, &vn, &count));
+    TRY(dims_of(api, in[3], ld, &ln, &seq_count));
+    TRY(dims_of(api, in[4], td, &tn, &tot_count));
+    TRY(dims_of(api, in[5], cd, &cn, &count));
+    TRY(dims_of(api, in[6], sd, &sn, &count));
+    if (seq_count != 1 || tot_count != 1)
+        return error(api, "Attention: seqlens_k and total_sequence_length must hold one value each");
     const int64_t H = kern->heads, G = kern->kv_heads;
     if (qn != 3 || qd[0] != 1) return error(api, "Attention: qkv must be [1, S, (H + 2 Hkv) D] (batch 1)");
     if (kn != 4 || vn != 4 || kd[0] != 1 || kd[1] != G) return error(api, "Attention: past_key must be [1, Hkv, C, D]");
@@ -296,8 +294,8 @@ static OrtStatus* attn_create(const OrtCustomOp* op, const OrtApi* api, const Or
     KernelInfoGetAttributeInt64Fn attr = FN(api, API_KernelInfoGetAttribute_int64, KernelInfoGetAttributeInt64Fn);
     TRY(attr(info, "num_heads", &heads));
     TRY(attr(info, "kv_num_heads", &kv_heads));
-    if (heads <= 0 || kv_heads <= 0 || heads % kv_heads)
-        return error(api, "Attention: num_heads must be a positive multiple of kv_num_heads");
+    if (heads <= 0 || kv_heads <= 0 || heads % kv_heads || heads > 4096)
+        return error(api, "Attention: num_heads must be a positive multiple of kv_num_heads, at most 4096");
     float scale = 0.0f;
     OrtStatus* missing = FN(api, API_KernelInfoGetAttribute_float, KernelInfoGetAttributeFloatFn)(info, "scale", &scale);
     if (missing) { /* optional */

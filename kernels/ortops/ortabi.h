@@ -114,6 +114,30 @@ static inline OrtStatus* error(const OrtApi* api, const char* msg) {
         if (_s) return _s;              \
     } while (0)
 
+/* The shape of one input (at most max_dims dimensions, else an error naming the operator)
+ * and its number of elements: every operator checks each input against its attributes
+ * with this before it reads a byte, whatever the graph says. */
+static inline OrtStatus* tensor_shape(const OrtApi* api, const OrtValue* val, int64_t* dims, size_t* ndim,
+                                      size_t max_dims, int64_t* elements, const char* too_many) {
+    OrtTensorTypeAndShapeInfo* info;
+    TRY(FN(api, API_GetTensorTypeAndShape, GetTensorTypeAndShapeFn)(val, &info));
+    OrtStatus* st = FN(api, API_GetDimensionsCount, GetDimensionsCountFn)(info, ndim);
+    if (!st && *ndim > max_dims) st = error(api, too_many);
+    if (!st) st = FN(api, API_GetDimensions, GetDimensionsFn)(info, dims, *ndim);
+    FN(api, API_ReleaseTensorTypeAndShapeInfo, ReleaseTensorTypeAndShapeInfoFn)(info);
+    if (st) return st;
+    int64_t count = 1;
+    for (size_t i = 0; i < *ndim; i++) {
+        if (dims[i] < 0) return error(api, too_many);
+        count *= dims[i]; /* an existing tensor's element count: no overflow */
+    }
+    *elements = count;
+    return NULL;
+}
+
+/* Attributes that size buffers are capped so that products of them never overflow int64. */
+#define EDGELM_MAX_DIM ((int64_t)1 << 31)
+
 /* The instruction set the kernels use: the best the CPU has, capped by EDGELM_ORTOPS_ISA
  * (portable, avx2 or avx512; tests pin each path) or EDGELM_ORTOPS_PORTABLE=1. */
 enum { ISA_PORTABLE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };

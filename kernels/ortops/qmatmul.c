@@ -780,7 +780,8 @@ static OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const 
     }
     if (block != QBLOCK) return error(api, "BlockQuantMatMul: block_size must be 32");
     if (bits != 4 && bits != 8) return error(api, "BlockQuantMatMul: bits must be 4 or 8");
-    if (k <= 0 || n <= 0 || k % QBLOCK) return error(api, "BlockQuantMatMul: K must be a positive multiple of 32");
+    if (k <= 0 || n <= 0 || k % QBLOCK || k > EDGELM_MAX_DIM || n > EDGELM_MAX_DIM)
+        return error(api, "BlockQuantMatMul: K must be a positive multiple of 32 and N positive (both below 2^31)");
     Kernel* kern = (Kernel*)calloc(1, sizeof(Kernel));
     if (!kern) return FN(api, API_CreateStatus, CreateStatusFn)(ORT_FAIL, "BlockQuantMatMul: out of memory");
     kern->api = api;
@@ -830,15 +831,25 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     TRY(get_input(ctx, 2, &s_val));
     if (n_inputs > 3) TRY(get_input(ctx, 3, &o_val));
 
-    OrtTensorTypeAndShapeInfo* info;
-    size_t ndim = 0;
-    int64_t dims[8];
-    TRY(FN(api, API_GetTensorTypeAndShape, GetTensorTypeAndShapeFn)(a_val, &info));
-    OrtStatus* st = FN(api, API_GetDimensionsCount, GetDimensionsCountFn)(info, &ndim);
-    if (!st && (ndim < 1 || ndim > 8)) st = error(api, "BlockQuantMatMul: A must have 1 to 8 dimensions");
-    if (!st) st = FN(api, API_GetDimensions, GetDimensionsFn)(info, dims, ndim);
-    FN(api, API_ReleaseTensorTypeAndShapeInfo, ReleaseTensorTypeAndShapeInfoFn)(info);
-    if (st) return st;
+    size_t ndim = 0, wn;
+    int64_t dims[8], wd[8], count;
+    TRY(tensor_shape(api, a_val, dims, &ndim, 8, &count, "BlockQuantMatMul: A must have 1 to 8 dimensions"));
+    if (ndim < 1) return error(api, "BlockQuantMatMul: A must have 1 to 8 dimensions");
+    /* The weights against the node's K, N and bits, before any is read: a graph from a
+     * downloaded folder may say anything. Exact element counts, so no kernel reads past one. */
+    const int64_t nb_blocks = kern->k / QBLOCK;
+    TRY(tensor_shape(api, b_val, wd, &wn, 8, &count, "BlockQuantMatMul: qweight has too many dimensions"));
+    if (wn < 1 || wd[0] != kern->n || count != kern->n * nb_blocks * (kern->bits == 4 ? 16 : 32))
+        return error(api, kern->bits == 4 ? "BlockQuantMatMul: qweight must be [N, K/32, 16] uint8 for bits=4"
+                                          : "BlockQuantMatMul: qweight must be [N, K/32, 32] uint8 for bits=8");
+    TRY(tensor_shape(api, s_val, wd, &wn, 8, &count, "BlockQuantMatMul: scales has too many dimensions"));
+    if (count != kern->n * nb_blocks) return error(api, "BlockQuantMatMul: scales must hold N x K/32 float16 values");
+    if (o_val) {
+        TRY(tensor_shape(api, o_val, wd, &wn, 8, &count, "BlockQuantMatMul: mins has too many dimensions"));
+        if (count == 0) o_val = NULL; /* an omitted optional input */
+        else if (count != (kern->n + 3) / 4 * 4 * nb_blocks)
+            return error(api, "BlockQuantMatMul: mins must be [ceil(N/4), K/32, 4] float16");
+    }
     if (dims[ndim - 1] != (kern->swiglu ? 2 * kern->k : kern->k))
         return error(api, kern->swiglu ? "BlockQuantMatMul: the last dimension of A must be 2K (swiglu)"
                                        : "BlockQuantMatMul: the last dimension of A must be K");

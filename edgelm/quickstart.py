@@ -17,17 +17,30 @@ __all__ = ["quickstart"]
 PHONES = ["pixel-8-pro", "iphone-15-pro", "galaxy-a15"]
 QUESTION = "What is the capital of France?"
 TOKENS_PER_DAY = 20000
+REPORT_TITLE = "# edgelm quickstart report"
 
 
 def _say(msg: str) -> None:
     print(f"[quickstart] {msg}", file=sys.stderr, flush=True)
 
 
+def _adopt_old_report(report_dir: Path) -> None:
+    """A report folder from an edgelm before the output marker existed (its report.md opens
+    with the quickstart's title) gets the marker, so quickstart keeps replacing it."""
+    from ._io import OUTPUT_MARKER, written_by_edgelm
+
+    report = report_dir / "report.md"
+    if report_dir.is_dir() and not report_dir.is_symlink() and not written_by_edgelm(report_dir) and report.is_file():
+        with open(report, encoding="utf-8", errors="replace") as f:
+            if f.readline().strip() == REPORT_TITLE:
+                (report_dir / OUTPUT_MARKER).write_text("written by edgelm; edgelm --force may replace this folder\n")
+
+
 def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: Path | str = "reports/quickstart",
                threads: int | None = None) -> Path:
     import edgelm
 
-    from ._io import atomic_dir
+    from ._io import atomic_dir, check_output_folder
     from .bench import ResultsStore, bench, format_bench
     from .errors import EdgeLMError
     from .manifest import MANIFEST_NAME, read_manifest
@@ -37,6 +50,8 @@ def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: P
     from .profiler.report import format_report, profile_model
 
     model_dir, report_dir = Path(model_dir), Path(report_dir)
+    _adopt_old_report(report_dir)
+    check_output_folder(report_dir, force=True)  # before minutes of work: replaced only if edgelm wrote it
     stale = None
     reuse = (model_dir / MANIFEST_NAME).exists()
     if reuse:
@@ -75,11 +90,11 @@ def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: P
     for text in profiles:
         print("\n" + text)
     plans = [plan(p, model=str(model_dir), tokens_per_day=TOKENS_PER_DAY) for p in PHONES]
-    with atomic_dir(report_dir, force=True) as tmp:
+    with atomic_dir(report_dir, force=True, marker=True) as tmp:
         figures = plot_sweep(sweep(get_profile(PHONES[0]), TOKENS_PER_DAY, 2048, 0.1, 10.0), get_profile(PHONES[0]),
                              tmp / f"battery-vs-params-{PHONES[0]}")
         figures += plot_devices(str(model_dir), None, None, TOKENS_PER_DAY, 2048, 0.1, tmp / "devices")
-        md = ["# edgelm quickstart report", "",
+        md = [REPORT_TITLE, "",
               f"Model: `{model_dir}` (SmolLM2-135M-Instruct, int4).", "",
               "## Chat", "", f"> {QUESTION}", "", answer, "",
               "## Benchmark on this machine", "", "```", bench_text, "```", "",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._io import NO_SPACE_ERRNOS, atomic_dir, sha256_file, write_json
+from .._io import NO_SPACE_ERRNOS, atomic_dir, check_output_folder, sha256_file, write_json
 from ..arch import Architecture
 from ..errors import ExportError, VerificationError
 from ..manifest import (
@@ -234,8 +234,7 @@ def export(source: str, output: Path | str, config: ExportConfig | None = None) 
     """Export SOURCE to a verified model folder at ``output`` (see :class:`ExportConfig`)."""
     cfg = config or ExportConfig()
     output = Path(output)
-    if output.exists() and not cfg.force:
-        raise ExportError(f"output folder {output} already exists (pass --force to replace it)")
+    check_output_folder(output, cfg.force)  # before the slow work; checked again at the rename
     st = _Stages(cfg.progress)
     t0 = time.perf_counter()
     with st.stage("load source"):

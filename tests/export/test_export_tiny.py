@@ -111,9 +111,16 @@ def test_existing_output_refused_then_forced(tiny_models: dict[str, Path], tmp_p
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ExportError, match="already exists"):
         export(str(tiny_models["llama-tied"]), out, ExportConfig(quant="fp32", **QUIET))
+    # --force replaces only a folder edgelm wrote: this one is the user's.
+    with pytest.raises(ExportError, match="did not write it"):
+        export(str(tiny_models["llama-tied"]), out, ExportConfig(quant="fp32", force=True, **QUIET))
     assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    out.rmdir()
+    export(str(tiny_models["llama-tied"]), out, ExportConfig(quant="fp32", **QUIET))
+    (out / "stale.txt").write_text("from the first export")
     export(str(tiny_models["llama-tied"]), out, ExportConfig(quant="fp32", force=True, **QUIET))
-    assert not (out / "keep.txt").exists() and (out / "edgelm.json").exists()
+    assert not (out / "stale.txt").exists() and (out / "edgelm.json").exists()
 
 
 def _start_export(src: Path, out: Path) -> subprocess.Popen[bytes]:

@@ -8,14 +8,15 @@ this machine through :class:`LocalTransport` in the tests, so only the transport
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from edgelm.bench.record import BenchEnergy, BenchRecord, RecordError
 from edgelm.errors import DeviceError
 
 from .battery import BatterySampler
@@ -63,7 +64,9 @@ def push_folder(transport: Transport, local: Path, remote: str) -> list[str]:
 def remote_bench(transport: Transport, serial: str, model_dir: Path, *, remote_root: str = "/data/local/tmp/edgelm",
                  python: str = "python3", prompt_tokens: int = 128, new_tokens: int = 64, runs: int = 5,
                  warmup: int = 1, threads: int | None = None, sample_rate_hz: float = 5.0, idle_s: float = 3.0,
-                 extra_args: Sequence[str] = (), as_profile: str | None = None) -> dict[str, Any]:
+                 extra_args: Sequence[str] = (), as_profile: str | None = None) -> BenchRecord:
+    """Bench ``model_dir`` on the device; the phone's JSON is parsed into a BenchRecord (a
+    wrong shape is a DeviceError naming the field) and its energy replaced by the battery's."""
     model_dir = Path(model_dir)
     remote = f"{remote_root}/{model_dir.name}"
     pushed = push_folder(transport, model_dir, remote)
@@ -81,22 +84,20 @@ def remote_bench(transport: Transport, serial: str, model_dir: Path, *, remote_r
     if proc.returncode != 0:
         raise DeviceError(f"edgelm bench on {serial} failed (exit {proc.returncode}): {err.strip()[-300:]}")
     try:
-        record = json.loads(out)
-    except json.JSONDecodeError as e:
-        raise DeviceError(f"edgelm bench on {serial} printed no JSON result: {out.strip()[-200:]}") from e
+        record = BenchRecord.from_dict(json.loads(out), where=f"the bench result from {serial}")
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise DeviceError(f"edgelm bench on {serial} printed no JSON result: {out.strip()[-200:]!r}") from e
+    except RecordError as e:
+        raise DeviceError(str(e)) from None
     tokens = (runs + warmup) * new_tokens
     net_j = max(0.0, active.energy_j - idle.power_w * active.duration_s)
-    record["device"] = {**record.get("device", {}), "id": f"adb:{serial}", "transport": transport.name,
-                        "profile": as_profile}
-    record["energy"] = {
-        "joules_per_token": net_j / tokens,
-        "source": "measured:battery",
-        "scope": "whole benchmark process (load, prefill and decode) per generated token, idle subtracted",
-        "samples": active.samples, "sample_rate_hz": active.rate_hz, "idle_power_w": idle.power_w,
-        "active_power_w": active.power_w, "duration_s": active.duration_s, "sign_convention": active.sign_convention,
-        "charging": active.charging or idle.charging,
-        "warning": "the phone was charging: this energy figure is meaningless" if (active.charging or idle.charging)
-        else None,
-    }
-    record["push"] = {"remote": remote, "files_pushed": pushed, "seconds": round(time.perf_counter() - t0, 2)}
-    return record
+    charging = active.charging or idle.charging
+    energy = BenchEnergy(
+        net_j / tokens, "measured:battery",
+        scope="whole benchmark process (load, prefill and decode) per generated token, idle subtracted",
+        samples=active.samples, sample_rate_hz=active.rate_hz, idle_power_w=idle.power_w,
+        active_power_w=active.power_w, duration_s=active.duration_s, sign_convention=active.sign_convention,
+        charging=charging, warning="the phone was charging: this energy figure is meaningless" if charging else None)
+    device = dataclasses.replace(record.device, id=f"adb:{serial}", transport=transport.name, profile=as_profile)
+    push = {"remote": remote, "files_pushed": pushed, "seconds": round(time.perf_counter() - t0, 2)}
+    return dataclasses.replace(record, device=device, energy=energy, push=push)

@@ -30,6 +30,13 @@ SUPPORTED_MODEL_TYPES: dict[str, Family] = {
 }
 
 
+#: Upper bounds of the architecture's counts: generous for any sub-10B decoder, and small
+#: enough that sizes computed from them (KV cache, scratch) never overflow or exhaust
+#: memory by mistake when a manifest says 10^12. head_dim is the Attention operator's limit.
+_LIMITS = {"num_layers": 1024, "hidden_size": 1 << 16, "num_heads": 1024, "num_kv_heads": 1024, "head_dim": 256,
+           "intermediate_size": 1 << 18, "vocab_size": 1 << 24, "max_context": 1 << 22}
+
+
 @dataclass(frozen=True)
 class Architecture:
     """Shape of a Llama-family decoder. All sizes are counts, not bytes."""
@@ -49,12 +56,22 @@ class Architecture:
     attention_bias: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "family", Family(self.family))
-        for name in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
-                     "intermediate_size", "vocab_size", "max_context"):
+        try:
+            object.__setattr__(self, "family", Family(self.family))
+        except ValueError:
+            raise ManifestError(f"architecture field family must be one of "
+                                f"{', '.join(f.value for f in Family)}, got {self.family!r}") from None
+        for name, hi in _LIMITS.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ManifestError(f"architecture field {name} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= hi:
+                raise ManifestError(f"architecture field {name} must be an integer in [1, {hi}], got {value!r}")
+        for name in ("rope_theta", "rms_norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e30:
+                raise ManifestError(f"architecture field {name} must be a positive finite number, got {value!r}")
+        for name in ("tie_word_embeddings", "attention_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ManifestError(f"architecture field {name} must be true or false, got {getattr(self, name)!r}")
         if self.num_heads % self.num_kv_heads:
             raise ManifestError(
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
@@ -92,6 +109,8 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Architecture:
+        if not isinstance(d, dict):
+            raise ManifestError("architecture must be a JSON object")
         known = {f.name for f in fields(cls)}
         required = {"family", "num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
                     "intermediate_size", "vocab_size", "max_context"}
@@ -100,7 +119,7 @@ class Architecture:
             raise ManifestError(f"architecture is missing field(s): {', '.join(missing)}")
         try:
             return cls(**{k: v for k, v in d.items() if k in known})
-        except ValueError as e:
+        except (TypeError, ValueError) as e:
             raise ManifestError(f"architecture: {e}") from e
 
 

@@ -164,29 +164,30 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.history:
         records = store.read()
         if args.json:
-            print(json.dumps(records, indent=2))
+            print(json.dumps([r.to_dict() for r in records], indent=2))
             return 0
         if not records:
             print(f"no runs in {store.path}")
         for r in records:
-            print(f"{r.get('id', '?'):>4}  {r['time_utc']}  {str(r['model']['name'])[:28]:28} {r['model']['quant']:5} "
-                  f"{r['device']['id']:10} {r['ttft_ms']:8.1f} ms  {r['decode_tokens_per_s']:7.1f} tok/s  "
-                  f"{r['peak_rss_bytes'] / 1e6:7.1f} MB  {r['energy']['joules_per_token'] * 1000:7.2f} mJ/token "
-                  f"[{r['energy']['source']}]")
+            print(f"{r.id or '?':>4}  {r.time_utc}  {str(r.model.name)[:28]:28} {r.model.quant:5} "
+                  f"{r.device.id:10} {r.ttft_ms:8.1f} ms  {r.decode_tokens_per_s:7.1f} tok/s  "
+                  f"{r.peak_rss_bytes / 1e6:7.1f} MB  {r.energy.joules_per_token * 1000:7.2f} mJ/token "
+                  f"[{r.energy.source}]")
         return 0
     if args.compare:
         a, b = (store.get(x) for x in args.compare)
-        keys = [("ttft_ms", "time to first token (ms)", False), ("decode_tokens_per_s", "decode tokens/s", True),
-                ("peak_rss_bytes", "peak RSS (bytes)", False), ("load_s", "load (s)", False)]
-        rows = [(label, a[k], b[k], b[k] / a[k] if a[k] else float("nan")) for k, label, _ in keys]
-        ea, eb = a["energy"]["joules_per_token"], b["energy"]["joules_per_token"]
-        rows.append(("energy (J/token)", ea, eb, eb / ea if ea else float("nan")))
+        keys = [("ttft_ms", "time to first token (ms)"), ("decode_tokens_per_s", "decode tokens/s"),
+                ("peak_rss_bytes", "peak RSS (bytes)"), ("load_s", "load (s)")]
+        pairs = [(label, float(getattr(a, k)), float(getattr(b, k))) for k, label in keys]
+        pairs.append(("energy (J/token)", a.energy.joules_per_token, b.energy.joules_per_token))
+        rows = [(label, va, vb, vb / va if va else None) for label, va, vb in pairs]
         if args.json:
-            print(json.dumps({"a": a, "b": b, "ratios_b_over_a": {r[0]: r[3] for r in rows}}, indent=2))
+            print(json.dumps({"a": a.to_dict(), "b": b.to_dict(), "ratios_b_over_a": {r[0]: r[3] for r in rows}},
+                             indent=2))
             return 0
-        print(f"{'':28} {'run ' + str(a['id']):>14} {'run ' + str(b['id']):>14} {'B / A':>8}")
+        print(f"{'':28} {'run ' + str(a.id):>14} {'run ' + str(b.id):>14} {'B / A':>8}")
         for label, va, vb, ratio in rows:
-            print(f"{label:28} {va:14.4g} {vb:14.4g} {ratio:8.3f}")
+            print(f"{label:28} {va:14.4g} {vb:14.4g} {'-' if ratio is None else f'{ratio:.3f}':>8}")
         return 0
     if args.model is None:
         raise EdgeLMError("give a model folder, or --history, or --compare A B")
@@ -197,15 +198,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from android_bridge.transport import AdbTransport
 
         serial = args.device[4:]
+        if not args.no_store:
+            store.check_writable()
         record = remote_bench(AdbTransport(serial), serial, args.model, python=args.remote_python,
                               prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, runs=args.runs,
                               warmup=args.warmup, threads=args.threads, as_profile=args.as_profile)
         if not args.no_store:
             record = store.append(record)
-        print(json.dumps(record, indent=2) if args.json else format_bench(record))
-        if record["energy"].get("warning"):
-            print(f"warning: {record['energy']['warning']}", file=sys.stderr)
+        print(json.dumps(record.to_dict(), indent=2) if args.json else format_bench(record))
+        if record.energy.warning:
+            print(f"warning: {record.energy.warning}", file=sys.stderr)
         return 0
+    if not args.no_store:
+        store.check_writable()  # before minutes of benchmarking
     from tqdm.auto import tqdm
 
     bar = tqdm(total=args.runs + args.warmup, desc="bench", unit="run", disable=args.json, file=sys.stderr,
@@ -220,11 +225,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not args.no_store:
         record = store.append(record)
     if args.json:
-        print(json.dumps(record, indent=2))
+        print(json.dumps(record.to_dict(), indent=2))
     else:
         print(format_bench(record))
         if not args.no_store:
-            print(f"  stored as run {record['id']} in {store.path}")
+            print(f"  stored as run {record.id} in {store.path}")
     return 0
 
 

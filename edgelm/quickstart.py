@@ -79,7 +79,9 @@ def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: P
     # The benchmark runs before anything else loads a model in this process: memory a
     # session frees is not all returned to the OS, and it would count in the peak RSS.
     _say("benchmarking here (1 warm-up + 5 runs)")
-    record = ResultsStore().append(bench(model_dir, threads=threads))
+    store = ResultsStore()
+    store.check_writable()
+    record = store.append(bench(model_dir, threads=threads))
     bench_text = format_bench(record)
     model = edgelm.load(model_dir, threads=threads, context=1024)
     _say(f"asking: {QUESTION}")
@@ -104,7 +106,7 @@ def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: P
         md += ["```\n" + format_plan(p) + "\n```\n" for p in plans]
         md += ["## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figures if f.suffix == ".png"]
         (tmp / "report.md").write_text("\n".join(md) + "\n")
-        (tmp / "bench.json").write_text(json.dumps(record, indent=2) + "\n")
+        (tmp / "bench.json").write_text(json.dumps(record.to_dict(), indent=2) + "\n")
     path = report_dir.absolute()
     print(f"\nreport: {path / 'report.md'}")
     return path

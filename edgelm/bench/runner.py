@@ -27,6 +27,7 @@ from ..manifest import MANIFEST_NAME, read_manifest
 from ..profiler.devices import get_profile
 from ..sampling import SamplingParams
 from .meters import Meter, find_meter
+from .record import BenchDevice, BenchEnergy, BenchModel, BenchRecord, BenchSettings
 
 __all__ = ["bench", "peak_rss_bytes", "reset_peak_rss", "DEFAULT_ESTIMATE_DEVICE", "format_bench", "timed_generation"]
 
@@ -108,7 +109,7 @@ def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: Sam
 def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64, runs: int = 5, warmup: int = 1,
           threads: int | None = None, sampling: SamplingParams | None = None, meter: Meter | None | str = "auto",
           estimate_device: str = DEFAULT_ESTIMATE_DEVICE, as_profile: str | None = None,
-          progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+          progress: Callable[[int, int], None] | None = None) -> BenchRecord:
     """Benchmark a model folder on this machine; returns the record ``edgelm bench`` stores."""
     import edgelm
 
@@ -147,7 +148,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
     s_per_token = statistics.median(r["decode_s"] for r in results) / (new_tokens - 1)
     if m is not None:
         j = statistics.median(r["energy_j"] for r in results) / (new_tokens - 1)
-        energy = {"joules_per_token": j, "source": f"measured:{m.name}", "idle_power_w": idle_w}
+        energy = BenchEnergy(j, f"measured:{m.name}", idle_power_w=idle_w)
     else:
         from ..profiler.energy import bytes_per_token
 
@@ -156,48 +157,44 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
         nbytes = bytes_per_token(manifest.architecture, manifest.weights_bytes["total"], prompt_tokens + new_tokens // 2,
                                  kv_bytes)
         j = dev.active_power_w * s_per_token + nbytes * 8 * dev.dram_energy_pj_per_bit * 1e-12
-        energy = {"joules_per_token": j, "source": "estimated", "estimate_device": dev.id,
-                  "method": "profile active power x measured time per token + DRAM energy of the bytes read"}
+        energy = BenchEnergy(j, "estimated", estimate_device=dev.id,
+                             method="profile active power x measured time per token + DRAM energy of the bytes read")
     manifest_sha = hashlib.sha256((folder / MANIFEST_NAME).read_bytes()).hexdigest()
     ttft_ms = statistics.median(r["ttft_s"] for r in results) * 1e3
-    return {
-        "time_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {"folder": str(folder.resolve()), "name": manifest.source.get("name"),
-                  "manifest_sha256": manifest_sha, "quant": manifest.quantization.mode.value,
-                  "parameters": manifest.parameter_count, "weights_bytes": manifest.weights_bytes["total"],
-                  "kv_dtype": manifest.io.get("kv_dtype", "float32"),
-                  "architecture": manifest.architecture.to_dict()},
-        "device": {"id": "local", "profile": as_profile, "machine": platform.machine(),
-                   "system": platform.system(), "node": platform.node()},
-        "settings": {"prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "runs": runs, "warmup": warmup,
-                     "threads": threads, "sampling": params.to_dict()},
-        "ttft_ms": ttft_ms,
-        "prefill_tokens_per_s": prompt_tokens / (ttft_ms / 1e3),
-        "decode_tokens_per_s": statistics.median(decode_tps),
-        "decode_tokens_per_s_p10": float(np.percentile(decode_tps, 10)),
-        "decode_tokens_per_s_p90": float(np.percentile(decode_tps, 90)),
-        "load_s": load_s,
-        "peak_rss_bytes": peak_rss_bytes(),
-        "peak_rss_scope": peak_scope,
-        "sampling_share": statistics.median(r["sample_s"] / r["decode_s"] for r in results),
-        "energy": energy,
-        "versions": {"edgelm": __version__, "python": sys.version.split()[0],
-                     **{k: v for k, v in manifest.tools.items() if k in ("onnxruntime", "numpy")}},
-    }
+    return BenchRecord(
+        time_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        model=BenchModel(str(folder.resolve()), manifest.source.get("name"), manifest_sha,
+                         manifest.quantization.mode.value, manifest.parameter_count, manifest.weights_bytes["total"],
+                         str(manifest.io.get("kv_dtype", "float32")), manifest.architecture),
+        device=BenchDevice("local", as_profile, platform.machine(), platform.system(), platform.node()),
+        settings=BenchSettings(prompt_tokens, new_tokens, runs, warmup, threads, params),
+        ttft_ms=ttft_ms,
+        prefill_tokens_per_s=prompt_tokens / (ttft_ms / 1e3),
+        decode_tokens_per_s=statistics.median(decode_tps),
+        decode_tokens_per_s_p10=float(np.percentile(decode_tps, 10)),
+        decode_tokens_per_s_p90=float(np.percentile(decode_tps, 90)),
+        load_s=load_s,
+        peak_rss_bytes=peak_rss_bytes(),
+        peak_rss_scope=peak_scope,
+        sampling_share=statistics.median(r["sample_s"] / r["decode_s"] for r in results),
+        energy=energy,
+        versions={"edgelm": __version__, "python": sys.version.split()[0],
+                  **{k: str(v) for k, v in manifest.tools.items() if k in ("onnxruntime", "numpy")}},
+    )
 
 
-def format_bench(r: dict[str, Any]) -> str:
-    e = r["energy"]
-    src = e["source"] + (f" ({e['estimate_device']})" if e.get("estimate_device") else "")
+def format_bench(r: BenchRecord) -> str:
+    e = r.energy
+    src = e.source + (f" ({e.estimate_device})" if e.estimate_device else "")
     return "\n".join([
-        f"run {r.get('id', '-')}: {r['model']['name']} ({r['model']['quant']}) on {r['device']['id']} "
-        f"[{r['device']['machine']}], {r['settings']['prompt_tokens']}-token prompt, "
-        f"{r['settings']['new_tokens']} new tokens, {r['settings']['runs']} runs",
-        f"  time to first token   {r['ttft_ms']:9.1f} ms   (prefill {r['prefill_tokens_per_s']:.0f} tokens/s)",
-        f"  decode                {r['decode_tokens_per_s']:9.1f} tokens/s (p10 {r['decode_tokens_per_s_p10']:.1f}, "
-        f"p90 {r['decode_tokens_per_s_p90']:.1f})",
-        f"  load                  {r['load_s']:9.2f} s",
-        f"  peak RSS              {r['peak_rss_bytes'] / 1e6:9.1f} MB",
-        f"  sampling              {r['sampling_share'] * 100:9.2f} % of decode time",
-        f"  energy                {e['joules_per_token'] * 1000:9.2f} mJ/token  [{src}]",
+        f"run {r.id if r.id is not None else '-'}: {r.model.name} ({r.model.quant}) on {r.device.id} "
+        f"[{r.device.machine}], {r.settings.prompt_tokens}-token prompt, "
+        f"{r.settings.new_tokens} new tokens, {r.settings.runs} runs",
+        f"  time to first token   {r.ttft_ms:9.1f} ms   (prefill {r.prefill_tokens_per_s:.0f} tokens/s)",
+        f"  decode                {r.decode_tokens_per_s:9.1f} tokens/s (p10 {r.decode_tokens_per_s_p10:.1f}, "
+        f"p90 {r.decode_tokens_per_s_p90:.1f})",
+        f"  load                  {r.load_s:9.2f} s",
+        f"  peak RSS              {r.peak_rss_bytes / 1e6:9.1f} MB",
+        f"  sampling              {r.sampling_share * 100:9.2f} % of decode time",
+        f"  energy                {e.joules_per_token * 1000:9.2f} mJ/token  [{src}]",
     ])

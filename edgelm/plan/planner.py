@@ -10,13 +10,16 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..arch import ARCH_PRESETS, Architecture, Family
 from ..errors import EdgeLMError
 from ..manifest import MANIFEST_NAME, Quant
 from ..profiler.devices import DeviceProfile, get_profile
 from ..profiler.report import DEFAULT_APP_DRAM_SHARE, ModelSpec, ProfileReport, profile_model, resolve_model
+
+if TYPE_CHECKING:
+    from ..bench.record import BenchRecord
 
 __all__ = ["PlanError", "PlanResult", "plan", "spec_for_params", "parse_params", "SWEEP_PARAMS", "format_plan"]
 
@@ -114,23 +117,22 @@ class PlanResult:
                 "limiting_factor": self.limiting_factor}
 
 
-def _measured(model: str, device: DeviceProfile, store_records: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _measured(model: str, device: DeviceProfile, store_records: list[BenchRecord]) -> BenchRecord | None:
     path = Path(model) / MANIFEST_NAME
     if not path.exists():
         return None
     import hashlib
 
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    hits = [r for r in store_records if r.get("model", {}).get("manifest_sha256") == sha
-            and r.get("device", {}).get("profile") == device.id
-            and str(r.get("energy", {}).get("source", "")).startswith("measured")]
+    hits = [r for r in store_records if r.model.manifest_sha256 == sha and r.device.profile == device.id
+            and r.energy.measured]
     return hits[-1] if hits else None
 
 
 def plan(device: str | DeviceProfile, *, model: str | None = None, params: str | None = None,
          quant: str | None = None, tokens_per_day: float, context: int = 2048,
          app_dram_share: float = DEFAULT_APP_DRAM_SHARE, battery_target_percent: float = 10.0,
-         store_records: list[dict[str, Any]] | None = None) -> PlanResult:
+         store_records: list[BenchRecord] | None = None) -> PlanResult:
     if not math.isfinite(tokens_per_day) or tokens_per_day < 0:
         raise PlanError(f"tokens per day must be a number >= 0, got {tokens_per_day}")
     if tokens_per_day > 1e9:
@@ -150,9 +152,8 @@ def plan(device: str | DeviceProfile, *, model: str | None = None, params: str |
     if model is not None and store_records:
         hit = _measured(model, dev, store_records)
         if hit is not None:
-            j = float(hit["energy"]["joules_per_token"])
-            tps = float(hit["decode_tokens_per_s"])
-            src = f"{hit['energy']['source']} (run {hit.get('id')})"
+            j, tps = hit.energy.joules_per_token, hit.decode_tokens_per_s
+            src = f"{hit.energy.source} (run {hit.id})"
     return PlanResult(report, float(tokens_per_day), j, src, tps, battery_target_percent)
 
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..arch import Architecture
 from ..errors import ProfileError
 from .devices import DeviceProfile
 from .energy import OVERHEAD_S_PER_LAYER, bytes_per_token, estimate_energy
+
+if TYPE_CHECKING:
+    from ..bench.record import BenchRecord
 
 __all__ = ["Calibration", "calibrate"]
 
@@ -44,15 +47,9 @@ class Calibration:
                 "decode_speed_error": {"before": self.speed_error_before, "after": self.speed_error_after}}
 
 
-def _usable(records: list[dict[str, Any]], device: DeviceProfile) -> list[dict[str, Any]]:
-    out = []
-    for r in records:
-        src = str(r.get("energy", {}).get("source", ""))
-        dev = r.get("device", {})
-        if src.startswith("measured") and device.id in (dev.get("profile"), dev.get("id")) \
-                and "architecture" in r.get("model", {}) and not r["energy"].get("charging"):
-            out.append(r)
-    return out
+def _usable(records: list[BenchRecord], device: DeviceProfile) -> list[BenchRecord]:
+    return [r for r in records if r.energy.measured and device.id in (r.device.profile, r.device.id)
+            and not r.energy.charging and r.energy.joules_per_token > 0]
 
 
 def _errors(device: DeviceProfile, runs: list[tuple[Architecture, float, int, float, float, int]]
@@ -65,18 +62,17 @@ def _errors(device: DeviceProfile, runs: list[tuple[Architecture, float, int, fl
     return statistics.mean(e_err), statistics.mean(s_err)
 
 
-def calibrate(device: DeviceProfile, records: list[dict[str, Any]]) -> Calibration:
+def calibrate(device: DeviceProfile, records: list[BenchRecord]) -> Calibration:
     usable = _usable(records, device)
     if not usable:
         raise ProfileError(f"no stored run with measured energy for {device.id}: run edgelm bench on the device "
                            f"(--device adb:SERIAL, or --as-profile {device.id} on the device itself) first")
     runs = []
     for r in usable:
-        arch = Architecture.from_dict(r["model"]["architecture"])
-        ctx = int(r["settings"]["prompt_tokens"]) + int(r["settings"]["new_tokens"]) // 2
-        kvb = 2 if r["model"].get("kv_dtype") == "float16" else 4  # runs stored before kv_dtype: float32
-        runs.append((arch, float(r["model"]["weights_bytes"]), ctx, float(r["energy"]["joules_per_token"]),
-                     float(r["decode_tokens_per_s"]), kvb))
+        ctx = r.settings.prompt_tokens + r.settings.new_tokens // 2
+        kvb = 2 if r.model.kv_dtype == "float16" else 4  # runs stored before kv_dtype: float32
+        runs.append((r.model.architecture, float(r.model.weights_bytes), ctx, r.energy.joules_per_token,
+                     r.decode_tokens_per_s, kvb))
     fractions, num, den = [], 0.0, 0.0
     for arch, wbytes, ctx, j, tps, kvb in runs:
         t = 1.0 / tps

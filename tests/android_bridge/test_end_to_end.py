@@ -98,13 +98,13 @@ def test_remote_bench_end_to_end(tiny_folder: Path, tmp_path: Path) -> None:
     finally:
         stop.set()
         th.join()
-    e = record["energy"]
-    assert record["device"]["id"] == "adb:local-phone" and e["source"] == "measured:battery"
-    assert e["idle_power_w"] == pytest.approx(1.6, rel=1e-6)
-    assert e["samples"] > 5 and e["joules_per_token"] > 0 and not e["charging"]
-    assert record["decode_tokens_per_s"] > 0 and record["push"]["files_pushed"]
+    e = record.energy
+    assert record.device.id == "adb:local-phone" and e.source == "measured:battery"
+    assert e.idle_power_w == pytest.approx(1.6, rel=1e-6)
+    assert e.samples is not None and e.samples > 5 and e.joules_per_token > 0 and not e.charging
+    assert record.decode_tokens_per_s > 0 and record.push and record.push["files_pushed"]
     store = ResultsStore(tmp_path / "results.jsonl")
-    assert store.append(record)["id"] == 1
+    assert store.append(record).id == 1
     # The measured run calibrates the profile it was taken as.
     from edgelm.profiler.calibrate import calibrate
     from edgelm.profiler.devices import get_profile
@@ -117,4 +117,4 @@ def test_charging_phone_is_flagged(tiny_folder: Path, tmp_path: Path) -> None:
     t = _phone(tmp_path / "phone", current_ua=300_000, status="Charging")
     record = remote_bench(t, "p", tiny_folder, python=sys.executable, prompt_tokens=8, new_tokens=4, runs=1,
                           warmup=0, threads=1, sample_rate_hz=50, idle_s=0.1)
-    assert record["energy"]["charging"] and "meaningless" in record["energy"]["warning"]
+    assert record.energy.charging and "meaningless" in (record.energy.warning or "")

@@ -7,23 +7,22 @@ import dataclasses
 import pytest
 
 from edgelm.arch import ARCH_PRESETS
+from edgelm.bench.record import BenchRecord
 from edgelm.errors import ProfileError
 from edgelm.manifest import Quant
 from edgelm.profiler.calibrate import calibrate
 from edgelm.profiler.devices import get_profile
 from edgelm.profiler.energy import estimate_energy
 from edgelm.profiler.memory import weights_bytes_for
+from tests.bench.records import make_record
 
 
-def _run(arch_name: str, quant: Quant, true_device, noise: float, run_id: int) -> dict:  # type: ignore[no-untyped-def]
+def _run(arch_name: str, quant: Quant, true_device, noise: float, run_id: int) -> BenchRecord:  # type: ignore[no-untyped-def]
     arch = ARCH_PRESETS[arch_name]
     wb = weights_bytes_for(arch, quant)
-    truth = estimate_energy(arch, true_device, wb, context_tokens=128 + 32)
-    return {"id": run_id, "model": {"architecture": arch.to_dict(), "weights_bytes": wb},
-            "settings": {"prompt_tokens": 128, "new_tokens": 64},
-            "device": {"id": "adb:XYZ", "profile": "pixel-8-pro"},
-            "decode_tokens_per_s": truth.decode_tokens_per_s * (1 + noise),
-            "energy": {"joules_per_token": truth.joules_per_token * (1 - noise), "source": "measured:battery"}}
+    truth = estimate_energy(arch, true_device, wb, context_tokens=128 + 32, kv_bytes_per_value=2)
+    return make_record(arch=arch, weights_bytes=wb, decode_tps=truth.decode_tokens_per_s * (1 + noise),
+                       joules=truth.joules_per_token * (1 - noise), id=run_id + 1)
 
 
 def test_calibration_recovers_power_and_bandwidth() -> None:
@@ -42,4 +41,4 @@ def test_calibration_recovers_power_and_bandwidth() -> None:
 
 def test_calibration_needs_measured_runs() -> None:
     with pytest.raises(ProfileError, match="no stored run with measured energy"):
-        calibrate(get_profile("pixel-8-pro"), [{"energy": {"source": "estimated"}}])
+        calibrate(get_profile("pixel-8-pro"), [make_record(source="estimated")])

@@ -10,6 +10,7 @@ Run: python benchmarks/int4_formats.py [--threads 2]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from edgelm.export.pipeline import prepare_weights
 from edgelm.export.quantize import QuantizedWeight, pack_codes
 from edgelm.export.sources import load_source
 from edgelm.export.verify import verify_model
-from edgelm.manifest import Quant
+from edgelm.manifest import Quant, kv_dtype_for
 from edgelm.runtime.session import DecoderSession, SessionInfo
 
 
@@ -78,7 +79,8 @@ def main() -> None:
     weights, _ = prepare_weights(src, Quant.INT4)
     cos, sin = src.rope_cos_sin(512)
     a = src.arch
-    info = SessionInfo(a.num_layers, a.num_kv_heads, a.head_dim, a.vocab_size, 512)
+    # Both graphs use edgelm's Attention operator (the builder's default kernel): a float16 cache.
+    info = dataclasses.replace(SessionInfo.of(a, kv_dtype_for("edgelm")), max_context=512)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, builder in (("exact Q4_1 (offsets)", None), ("integer zero points", IntegerZeroPointBuilder)):

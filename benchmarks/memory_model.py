@@ -26,7 +26,7 @@ def main() -> None:
             est = estimate_memory(m.architecture, m.quantization.mode, context=ctx,
                                   weights_bytes=m.weights_bytes["total"],
                                   tokenizer_json_bytes=(Path(folder) / "tokenizer.json").stat().st_size,
-                                  linear_kernel=m.quantization.linear_kernel, kv_dtype=m.io.get("kv_dtype"))
+                                  linear_kernel=m.quantization.linear_kernel, kv_dtype=m.kv_dtype.value)
             err = (est.peak_bytes - measured) / measured
             print(f"{Path(folder).name:34} {ctx:7} {est.peak_bytes / 1e6:12.1f} {measured / 1e6:12.1f} {err:+7.1%}")
 

@@ -37,7 +37,7 @@ def main() -> None:
     so.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "edgelm")
     sess = ort.InferenceSession(str(folder / m.model_file), so, providers=["CPUExecutionProvider"])
     ctx = 256
-    kv_type = np.float16 if m.io.get("kv_dtype") == "float16" else np.float32
+    kv_type = np.float16 if m.kv_dtype.value == "float16" else np.float32
     kv = {f"past_key_values.{i}.{k}": np.zeros((1, a.num_kv_heads, ctx, a.head_dim), kv_type)
           for i in range(a.num_layers) for k in ("key", "value")}
     binding = sess.io_binding()

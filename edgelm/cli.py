@@ -55,6 +55,27 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .runtime import load
+
+    model = load(args.model, threads=1, context=min(16, _max_context(args.model)), verify=True)
+    m = model.manifest
+    out = {"folder": str(args.model), "files": len(m.files), "bytes": m.total_file_bytes(), "sha256": "match",
+           "graph": "agrees with the manifest"}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{args.model}: {len(m.files)} files ({m.total_file_bytes() / 1e6:.1f} MB) match the manifest's sizes "
+              "and sha256; the graph agrees with the manifest")
+    return 0
+
+
+def _max_context(folder: str) -> int:
+    from .manifest import read_manifest
+
+    return read_manifest(folder).architecture.max_context
+
+
 def _cmd_chat(args: argparse.Namespace) -> int:
     from .runtime import load
 
@@ -338,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
     p.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable)")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("verify", help="check a model folder against its manifest: files, sizes, sha256, graph")
+    p.add_argument("model", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("chat", help="an interactive chat with a model folder")
     _add_run_options(p)

@@ -153,7 +153,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
         from ..profiler.energy import bytes_per_token
 
         dev = get_profile(estimate_device)
-        kv_bytes = 2 if manifest.io.get("kv_dtype") == "float16" else 4
+        kv_bytes = manifest.kv_dtype.itemsize
         nbytes = bytes_per_token(manifest.architecture, manifest.weights_bytes["total"], prompt_tokens + new_tokens // 2,
                                  kv_bytes)
         j = dev.active_power_w * s_per_token + nbytes * 8 * dev.dram_energy_pj_per_bit * 1e-12
@@ -163,9 +163,9 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
     ttft_ms = statistics.median(r["ttft_s"] for r in results) * 1e3
     return BenchRecord(
         time_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        model=BenchModel(str(folder.resolve()), manifest.source.get("name"), manifest_sha,
+        model=BenchModel(str(folder.resolve()), manifest.source.name, manifest_sha,
                          manifest.quantization.mode.value, manifest.parameter_count, manifest.weights_bytes["total"],
-                         str(manifest.io.get("kv_dtype", "float32")), manifest.architecture),
+                         manifest.kv_dtype.value, manifest.architecture),
         device=BenchDevice("local", as_profile, platform.machine(), platform.system(), platform.node()),
         settings=BenchSettings(prompt_tokens, new_tokens, runs, warmup, threads, params),
         ttft_ms=ttft_ms,

@@ -20,15 +20,20 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._fields import Fields
 from .._io import NO_SPACE_ERRNOS, atomic_dir, check_output_folder, sha256_file, write_json
 from ..arch import Architecture
 from ..errors import ExportError, VerificationError
 from ..manifest import (
     SCHEMA_VERSION,
     FileEntry,
+    GenerationSpec,
+    IOSpec,
+    KVDtype,
     Manifest,
     Quant,
     QuantizationInfo,
+    SourceInfo,
     Verification,
     kv_dtype_for,
     write_manifest,
@@ -288,8 +293,8 @@ def _generation(src: LoadedSource) -> dict[str, Any]:
             "max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
 
 
-def _session_info(arch: Architecture) -> SessionInfo:
-    return SessionInfo(arch.num_layers, arch.num_kv_heads, arch.head_dim, arch.vocab_size, arch.max_context)
+def _session_info(arch: Architecture, cfg: ExportConfig) -> SessionInfo:
+    return SessionInfo.of(arch, kv_dtype_for(cfg.kernel if cfg.quant is not Quant.FP32 else None))
 
 
 def _verify(src: LoadedSource, folder: Path, cfg: ExportConfig) -> Verification:
@@ -298,7 +303,7 @@ def _verify(src: LoadedSource, folder: Path, cfg: ExportConfig) -> Verification:
     bar = _bar(cfg.verify_prompts, "verify", cfg.progress)
     enforced = not src.info.get("random_init", False)
     try:
-        return verify_model(folder / MODEL_FILE, _session_info(src.arch), src.model, folder / "tokenizer.json",
+        return verify_model(folder / MODEL_FILE, _session_info(src.arch, cfg), src.model, folder / "tokenizer.json",
                             cfg.quant, prompts=cfg.verify_prompts, tokens=cfg.verify_tokens, enforced=enforced,
                             min_agreement=cfg.min_agreement,
                             threads=cfg.threads, progress=bar.update)
@@ -327,15 +332,22 @@ def _manifest(src: LoadedSource, cfg: ExportConfig, folder: Path, weight_bytes: 
         block_size=BLOCK_SIZE if quantized else None,
         accuracy_level=cfg.accuracy_level if quantized and cfg.kernel == "matmulnbits" else None,
         methods=methods, float_tensors=_float_tensors(cfg.quant, arch, cfg.kernel), linear_kernel=cfg.kernel if quantized else None)
-    io = dict(io_names(arch.num_layers))
-    io.update(model_file=MODEL_FILE, kv_layout="BNSH", kv_dtype=kv_dtype_for(qinfo.linear_kernel), kv_shared_buffer=True,
-              logits="last position only", position_handling="rotary inside attention, positions from seqlens_k")
-    source = {"kind": src.kind, "name": src.name, **src.info}
+    names = io_names(arch.num_layers)
+    io = IOSpec(model_file=MODEL_FILE, kv_dtype=KVDtype(kv_dtype_for(qinfo.linear_kernel)),
+                input_ids=names["input_ids"], seqlens_k=names["seqlens_k"],
+                total_sequence_length=names["total_sequence_length"],
+                past_key=tuple(names["past_key"]), past_value=tuple(names["past_value"]),
+                present_key=tuple(names["present_key"]), present_value=tuple(names["present_value"]),
+                notes={"logits": "last position only",
+                       "position_handling": "rotary inside attention, positions from seqlens_k"})
+    source = SourceInfo(src.kind, src.name, dict(src.info))
     return Manifest(
         schema_version=SCHEMA_VERSION, edgelm_version=__version__,
         created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         source=source, architecture=arch, parameter_count=arch.parameter_count(), quantization=qinfo,
-        weights_bytes=weight_bytes, files=files, io=io, generation=generation, tools=_tool_versions(),
+        weights_bytes=weight_bytes, files=files, io=io,
+        generation=GenerationSpec.parse(Fields(generation, "generation", ExportError), arch.vocab_size),
+        tools=_tool_versions(),
         verification=verification, export_seconds=round(time.perf_counter() - t0, 2))
 
 
@@ -346,7 +358,7 @@ def _mb(n: int) -> str:
 def format_summary(result: ExportResult) -> str:
     m = result.manifest
     a = m.architecture
-    lines = [f"exported {m.source.get('name')} -> {result.folder}",
+    lines = [f"exported {m.source.name} -> {result.folder}",
              f"  architecture  {a.family.value}: {a.num_layers} layers x {a.hidden_size}, {a.num_heads} heads "
              f"({a.num_kv_heads} KV), vocab {a.vocab_size}, {m.parameter_count / 1e6:.1f}M parameters",
              f"  quantization  {m.quantization.mode.value}"

@@ -82,7 +82,7 @@ def resolve_model(model: str, quant: str | None = None) -> ModelSpec:
         tok = path / "tokenizer.json"
         return ModelSpec(str(model), m.architecture, m.quantization.mode, float(m.weights_bytes["total"]),
                          float(tok.stat().st_size) if tok.exists() else 0.0, "manifest", linear_kernel=m.quantization.linear_kernel,
-                         kv_dtype=m.io.get("kv_dtype", "float32"))
+                         kv_dtype=m.kv_dtype.value)
     q = Quant(quant or "int4")
     if model in ARCH_PRESETS:
         return ModelSpec(model, ARCH_PRESETS[model], q, None, 1e4, "preset")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RuntimeLoadError
-from ..manifest import Manifest, read_manifest
+from ..manifest import Manifest, confined_file, read_manifest, verify_files
 from ..sampling import Sampler, SamplingParams
 from .chat import load_chat_template, render_chat
 from .session import DecoderSession, SessionInfo
@@ -39,7 +39,7 @@ class Model:
         self.session = session
         self.tokenizer = tokenizer
         self.chat_template = load_chat_template(folder)
-        self.eos_ids = frozenset(int(t) for t in manifest.generation.get("eos_token_id", []))
+        self.eos_ids = frozenset(manifest.generation.eos_token_id)
         self.sampler = Sampler(manifest.architecture.vocab_size)
         self._cached_ids: list[int] = []  # the tokens whose keys and values the cache holds
         self.reused_tokens = 0  # prompt tokens the last generate() took from the cache
@@ -141,22 +141,41 @@ class Model:
             yield text[emitted:]
 
 
-def load(folder: str | Path, threads: int | None = None, context: int | None = None) -> Model:
-    """Load an exported model folder; ``context`` sizes the KV cache (default 2,048)."""
+def load(folder: str | Path, threads: int | None = None, context: int | None = None, *,
+         verify: bool = False) -> Model:
+    """Load an exported model folder; ``context`` sizes the KV cache (default 2,048).
+
+    The folder is untrusted: the manifest is parsed and checked, every file it lists must be
+    inside the folder and of the size it records (with ``verify=True`` also of its sha256),
+    and the graph's inputs and outputs must agree with the manifest; each failure is a
+    RuntimeLoadError or ManifestError naming what differs."""
     from tokenizers import Tokenizer
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     a = manifest.architecture
+    if context is not None and (isinstance(context, bool) or not 1 <= int(context) <= a.max_context):
+        raise RuntimeLoadError(f"context must be in [1, {a.max_context}] tokens for this model, got {context}")
     ctx = min(DEFAULT_CONTEXT, a.max_context) if context is None else int(context)
-    model_path = folder / manifest.model_file
-    if not model_path.exists():
+    if threads is not None and not 1 <= int(threads) <= 1024:
+        raise RuntimeLoadError(f"threads must be in [1, 1024], got {threads}")
+    model_path = confined_file(folder, manifest.model_file)
+    if not model_path.is_file():
         raise RuntimeLoadError(f"{folder}: {manifest.model_file} is missing")
+    verify_files(folder, manifest, hashes=verify)
     try:
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer = Tokenizer.from_file(str(confined_file(folder, "tokenizer.json")))
     except Exception as e:  # tokenizers raises a bare Exception for a bad file
-        raise RuntimeLoadError(f"{folder}/tokenizer.json: {e}") from e
-    session = DecoderSession(model_path, SessionInfo(a.num_layers, a.num_kv_heads, a.head_dim, a.vocab_size,
-                                                     a.max_context), context=ctx, threads=threads,
+        raise RuntimeLoadError(f"{folder}/tokenizer.json: {str(e).splitlines()[0][:200] if str(e) else e!r}") from e
+    if tokenizer.get_vocab_size() > a.vocab_size:
+        raise RuntimeLoadError(f"{folder}: the tokenizer has {tokenizer.get_vocab_size()} tokens but "
+                               f"architecture.vocab_size is {a.vocab_size}")
+    info = SessionInfo.of(a, manifest.kv_dtype.value)
+    io = manifest.io
+    declared = {io.input_ids, io.seqlens_k, io.total_sequence_length, *io.past_key, *io.past_value}
+    if declared != set(info.input_names()) or {*io.present_key, *io.present_value} != set(info.output_names()[1:]):
+        raise RuntimeLoadError(f"{folder}: the manifest's io names are not the ones this runtime binds "
+                               "(input_ids, seqlens_k, total_sequence_length, past_key_values.N.key/value)")
+    session = DecoderSession(model_path, info, context=ctx, threads=threads,
                              needs_ortops=manifest.quantization.linear_kernel == "edgelm")
     return Model(folder, manifest, session, tokenizer)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,13 +21,64 @@ from . import ortops
 __all__ = ["DecoderSession", "SessionInfo"]
 
 
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """ONNX Runtime's message, last line first (where the operator's own error is), on one line."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    text = " | ".join(reversed(lines)) if lines else type(e).__name__
+    return text[:limit]
+
+
 @dataclass(frozen=True)
 class SessionInfo:
+    """What the runtime needs of the graph, from the manifest (checked against the graph at load)."""
+
     num_layers: int
     num_kv_heads: int
     head_dim: int
     vocab_size: int
     max_context: int
+    kv_dtype: str = "float32"
+
+    @classmethod
+    def of(cls, arch: Any, kv_dtype: str) -> SessionInfo:
+        return cls(arch.num_layers, arch.num_kv_heads, arch.head_dim, arch.vocab_size, arch.max_context, kv_dtype)
+
+    def input_names(self) -> list[str]:
+        return ["input_ids", "seqlens_k", "total_sequence_length"] + [
+            f"past_key_values.{i}.{k}" for i in range(self.num_layers) for k in ("key", "value")]
+
+    def output_names(self) -> list[str]:
+        return ["logits"] + [f"present.{i}.{k}" for i in range(self.num_layers) for k in ("key", "value")]
+
+
+def _check_graph(session: Any, info: SessionInfo, path: Path) -> None:
+    """The graph's inputs and outputs against the manifest: names, the KV cache's element
+    type and its static dimensions, the vocabulary. A folder whose manifest and graph
+    disagree would otherwise fail mid-generation, or bind buffers of the wrong size."""
+    def fail(why: str) -> RuntimeLoadError:
+        return RuntimeLoadError(f"{path}: the model graph and the manifest disagree: {why}")
+
+    ins = {i.name: i for i in session.get_inputs()}
+    outs = {o.name: o for o in session.get_outputs()}
+    want_in, want_out = info.input_names(), info.output_names()
+    missing = [n for n in want_in if n not in ins] + [n for n in want_out if n not in outs]
+    if missing:
+        raise fail(f"the graph has no {missing[0]} (the manifest's num_layers is {info.num_layers})")
+    extra = sorted(set(ins) - set(want_in))
+    if extra:
+        raise fail(f"the graph needs an input the runtime does not feed: {extra[0]}")
+    want_type = {"float32": "tensor(float)", "float16": "tensor(float16)"}.get(info.kv_dtype, info.kv_dtype)
+    for name in want_in[3:] + want_out[1:]:
+        t = ins[name] if name in ins else outs[name]
+        if t.type != want_type:
+            raise fail(f"{name} is {t.type} but io.kv_dtype is {info.kv_dtype}")
+        shape = list(t.shape)
+        for axis, want, field_name in ((1, info.num_kv_heads, "num_kv_heads"), (3, info.head_dim, "head_dim")):
+            if len(shape) != 4 or (isinstance(shape[axis], int) and shape[axis] != want):
+                raise fail(f"{name} has shape {shape} but architecture.{field_name} is {want}")
+    logits = list(outs["logits"].shape)
+    if not logits or (isinstance(logits[-1], int) and logits[-1] != info.vocab_size):
+        raise fail(f"logits have shape {logits} but architecture.vocab_size is {info.vocab_size}")
 
 
 class DecoderSession:
@@ -51,12 +103,13 @@ class DecoderSession:
         try:
             self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise RuntimeLoadError(f"{onnx_path}: ONNX Runtime cannot load the model: {str(e)[:300]}") from e
+            raise RuntimeLoadError(f"{onnx_path}: ONNX Runtime cannot load the model: "
+                                   f"{_one_line(e)}") from e
+        _check_graph(self.session, info, onnx_path)
         shape = (1, info.num_kv_heads, self.context, info.head_dim)
         # float16 under edgelm's Attention operator, float32 under GroupQueryAttention: the
-        # model's own input type decides.
-        types = {i.name: i.type for i in self.session.get_inputs()}
-        self.kv_dtype = np.dtype(np.float16 if types.get("past_key_values.0.key") == "tensor(float16)" else np.float32)
+        # manifest says which (and the graph was checked to agree).
+        self.kv_dtype = np.dtype(info.kv_dtype)
         self._cache = []
         self.binding = self.session.io_binding()
         for i in range(info.num_layers):
@@ -104,6 +157,9 @@ class DecoderSession:
         self.binding.bind_cpu_input("input_ids", ids)
         self.binding.bind_cpu_input("seqlens_k", self._seqlens)
         self.binding.bind_cpu_input("total_sequence_length", self._total)
-        self.session.run_with_iobinding(self.binding)
+        try:
+            self.session.run_with_iobinding(self.binding)
+        except Exception as e:  # an operator's error (bad tensors in a hostile graph, say)
+            raise RuntimeLoadError(f"ONNX Runtime failed while running the model: {_one_line(e)}") from e
         self.length += n
         return self._logits[0, 0]

@@ -41,8 +41,7 @@ def _reference_logits(folder: Path, ids: list[int]) -> np.ndarray:
 def _onnx_logits(folder: Path, ids: list[int], prefill: int) -> np.ndarray:
     m = read_manifest(folder)
     a = m.architecture
-    s = DecoderSession(folder / m.model_file, SessionInfo(a.num_layers, a.num_kv_heads, a.head_dim, a.vocab_size,
-                                                          a.max_context), context=64, threads=1)
+    s = DecoderSession(folder / m.model_file, SessionInfo.of(a, m.kv_dtype.value), context=64, threads=1)
     out = [s.step(ids[:prefill]).copy()]
     out += [s.step([t]).copy() for t in ids[prefill:-1]]
     return np.stack(out)
@@ -100,7 +99,7 @@ def test_manifest_contents(tiny_models: dict[str, Path], tmp_path: Path) -> None
     assert wb["mlp"] == arch.num_layers * 3 * h * f // 2
     assert {"onnx", "onnxruntime", "torch", "transformers"} <= m.tools.keys()
     assert m.quantization.float_tensors
-    assert m.generation["eos_token_id"] == [2]
+    assert m.generation.eos_token_id == (2,)
 
 
 def test_existing_output_refused_then_forced(tiny_models: dict[str, Path], tmp_path: Path) -> None:

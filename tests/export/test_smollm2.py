@@ -45,7 +45,7 @@ def test_int4_folder_is_small_and_verified(smollm2_int4: ExportResult) -> None:
     assert m.architecture.num_layers == 30 and m.architecture.hidden_size == 576
     assert m.architecture.vocab_size == 49152 and m.architecture.num_kv_heads == 3
     assert "gguf:Q4_1 (exact)" in m.quantization.methods["mlp"]
-    assert m.source["kind"] == "preset" and m.source["name"] == "smollm2-135m"
+    assert m.source.kind == "preset" and m.source.name == "smollm2-135m"
 
 
 def _greedy_answer(result: ExportResult, question: str, max_new_tokens: int = 40) -> str:
@@ -55,9 +55,9 @@ def _greedy_answer(result: ExportResult, question: str, max_new_tokens: int = 40
     a = result.manifest.architecture
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     ids = tok.encode(_chat_prompt(folder, question), add_special_tokens=False).ids
-    s = DecoderSession(folder / "model.onnx", SessionInfo(a.num_layers, a.num_kv_heads, a.head_dim, a.vocab_size,
-                                                          a.max_context), context=256, threads=2)
-    eos = set(result.manifest.generation["eos_token_id"])
+    s = DecoderSession(folder / "model.onnx", SessionInfo.of(a, result.manifest.kv_dtype.value), context=256,
+                       threads=2)
+    eos = set(result.manifest.generation.eos_token_id)
     logits = s.step(ids)
     out: list[int] = []
     for _ in range(max_new_tokens):

@@ -52,11 +52,11 @@ def test_runtime_allocates_the_kv_cache_the_manifest_and_the_model_declare(tmp_p
     m = read_manifest(out)
     model = edgelm.load(out, context=64)
     want = kv_bytes_per_value(m.quantization.mode, m.quantization.linear_kernel)
-    assert m.io["kv_dtype"] == ("float16" if want == 2 else "float32")
+    assert m.kv_dtype.value == ("float16" if want == 2 else "float32")
     assert model.session.kv_dtype.itemsize == want
     assert model.kv_cache_bytes == estimate_memory(m.architecture, m.quantization.mode, context=64,
                                                    linear_kernel=m.quantization.linear_kernel,
-                                                   kv_dtype=m.io["kv_dtype"]).kv_cache_bytes
+                                                   kv_dtype=m.kv_dtype.value).kv_cache_bytes
     assert model.generate("hello", max_new_tokens=3)  # it runs
 
 
@@ -71,5 +71,5 @@ def test_estimate_within_15_percent_of_measured_peak_rss(quant: str, context: in
     est = estimate_memory(m.architecture, m.quantization.mode, context=context,
                           weights_bytes=m.weights_bytes["total"],
                           tokenizer_json_bytes=(folder / "tokenizer.json").stat().st_size, prompt_tokens=128,
-                          linear_kernel=m.quantization.linear_kernel, kv_dtype=m.io.get("kv_dtype"))
+                          linear_kernel=m.quantization.linear_kernel, kv_dtype=m.kv_dtype.value)
     assert abs(est.peak_bytes - measured) / measured <= 0.15, (est.peak_bytes / 1e6, measured / 1e6)

@@ -8,6 +8,8 @@ Submodules:
 * ``edgelm.manifest`` the ``edgelm.json`` contract between export and the rest
 * ``edgelm.arch``     the supported architecture and its presets
 * ``edgelm.cli``      the ``edgelm`` command
+* ``edgelm.sampling`` validated sampling parameters over the compiled kernels
+* ``edgelm.fuzz``     hostile inputs for the sampling kernels (tests, benchmarks)
 """
 
 __version__ = "0.1.0"
@@ -15,11 +17,12 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load", "SamplingParams"]
 
 
-def load(folder, threads=None, context=None):  # type: ignore[no-untyped-def]
-    """Load an exported model folder (see :func:`edgelm.runtime.load`)."""
+def load(folder, threads=None, context=None, *, verify=False):  # type: ignore[no-untyped-def]
+    """Load an exported model folder (see :func:`edgelm.runtime.load`); ``verify=True``
+    also checks every file's sha256 against the manifest."""
     from .runtime import load as _load
 
-    return _load(folder, threads=threads, context=context)
+    return _load(folder, threads=threads, context=context, verify=verify)
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]

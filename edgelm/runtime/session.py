@@ -98,6 +98,9 @@ class DecoderSession:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = int(threads or min(4, os.cpu_count() or 1))
         so.inter_op_num_threads = 1
+        # ONNX Runtime would print an operator's failure to stderr itself, before edgelm
+        # turns it into one line (RuntimeLoadError): only fatal messages from its logger.
+        so.log_severity_level = 4
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         ortops.register(so, required=needs_ortops)
         try:

@@ -3,6 +3,7 @@ frequencies) and a draft device profile made from them."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -114,6 +115,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "my-phone"
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string holding ``text`` exactly (JSON's escapes are valid TOML ones;
+    control characters are escaped too)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def profile_draft(f: DeviceFacts) -> str:
     """A profiles/*.toml draft: read figures say "measured: adb ...", the rest are
     marked as assumptions to be checked."""
@@ -125,10 +132,11 @@ def profile_draft(f: DeviceFacts) -> str:
     big = sum(1 for k in f.cpu_max_khz if k >= 0.9 * top) if top else None
     mah = f.battery_design_mah
     name = f"{f.manufacturer} {f.model}".strip()
-    lines = [f"# Draft made by `edgelm devices --draft-profile` from {f.serial} (Android {f.android_version}).",
+    q = _toml_string  # every string the phone reported goes through TOML's escaping
+    lines = [f"# Draft made by `edgelm devices --draft-profile` from {q(f.serial)} (Android {q(f.android_version)}).",
              "# Check every 'assumption:' line before trusting the estimates.",
-             "schema_version = 1", f'id = "{_slug(f.model)}"', f'name = "{name}"', 'kind = "phone"', 'os = "android"',
-             f'soc = "{f.soc}"', "", "[cpu]", f"cores = {len(f.cpu_max_khz) or 8}"]
+             "schema_version = 1", f"id = {q(_slug(f.model))}", f"name = {q(name)}", 'kind = "phone"',
+             'os = "android"', f"soc = {q(f.soc)}", "", "[cpu]", f"cores = {len(f.cpu_max_khz) or 8}"]
     if big:
         lines.append(f"big_cores = {big}")
     if top:
@@ -137,18 +145,18 @@ def profile_draft(f: DeviceFacts) -> str:
               "sustained_fraction = 0.6", 'dram_energy_per_bit = "4.0 pJ"', "", "[power]", 'active = "3.0 W"',
               'idle = "0.05 W"', "", "[battery]", f'capacity = "{mah or 4000:.0f} mAh"', 'nominal_voltage = "3.87 V"',
               "", "[sources]",
-              f'"cpu.cores" = "measured: adb /sys/devices/system/cpu on {f.serial}"',
-              f'"memory.dram" = "measured: adb /proc/meminfo MemTotal on {f.serial}, rounded up to a sold size"',
+              f'"cpu.cores" = {q("measured: adb /sys/devices/system/cpu on " + f.serial)}',
+              f'"memory.dram" = {q("measured: adb /proc/meminfo MemTotal on " + f.serial + ", rounded up to a sold size")}',
               '"memory.peak_bandwidth" = "assumption: LPDDR5-6400 x 64 bit; replace with the SoC\'s published figure"',
               '"memory.sustained_fraction" = "assumption: 50-70% of peak on mobile SoCs"',
               '"memory.dram_energy_per_bit" = "assumption: LPDDR5 figure of the shipped profiles"',
               '"power.active" = "assumption: calibrate with edgelm bench --device adb:SERIAL"',
               '"power.idle" = "assumption: screen-off idle of a modern phone"',
-              ('"battery.capacity" = "measured: power_supply CHARGE_FULL_DESIGN on ' + f.serial + '"') if mah else
+              ('"battery.capacity" = ' + q("measured: power_supply CHARGE_FULL_DESIGN on " + f.serial)) if mah else
               '"battery.capacity" = "assumption: not readable on this phone; use the maker\'s figure"',
               '"battery.nominal_voltage" = "assumption: typical Li-ion nominal voltage"']
     if big:
-        lines.append(f'"cpu.big_cores" = "measured: cores within 10% of the top cpuinfo_max_freq on {f.serial}"')
+        lines.append(f'"cpu.big_cores" = {q("measured: cores within 10% of the top cpuinfo_max_freq on " + f.serial)}')
     if top:
-        lines.append(f'"cpu.max_frequency" = "measured: cpuinfo_max_freq on {f.serial}"')
+        lines.append(f'"cpu.max_frequency" = {q("measured: cpuinfo_max_freq on " + f.serial)}')
     return "\n".join(lines) + "\n"

@@ -9,13 +9,13 @@ this machine through :class:`LocalTransport` in the tests, so only the transport
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgelm._io import sha256_file
 from edgelm.bench.record import BenchEnergy, BenchRecord, RecordError
 from edgelm.errors import DeviceError
 
@@ -27,14 +27,6 @@ __all__ = ["push_folder", "remote_bench", "HASHES_FILE"]
 HASHES_FILE = ".edgelm-sha256.json"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def push_folder(transport: Transport, local: Path, remote: str) -> list[str]:
     """Push the files of ``local`` to ``remote``, skipping those whose hash the device
     already holds; returns the names pushed."""
@@ -43,9 +35,11 @@ def push_folder(transport: Transport, local: Path, remote: str) -> list[str]:
         raise DeviceError(f"{local}: not an edgelm model folder (no edgelm.json)")
     try:
         held = json.loads(transport.read_text(f"{remote}/{HASHES_FILE}") or "{}")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         held = {}
-    hashes = {f.name: _sha256(f) for f in sorted(local.iterdir()) if f.is_file()}
+    if not isinstance(held, dict):  # the phone's file is not ours to trust: push everything
+        held = {}
+    hashes = {f.name: sha256_file(f) for f in sorted(local.iterdir()) if f.is_file()}
     transport.run(["mkdir", "-p", remote], timeout=30).check(f"mkdir {remote}")
     pushed = []
     for name, digest in hashes.items():

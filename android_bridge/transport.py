@@ -94,21 +94,21 @@ class AdbTransport(Transport):
 
     @translate_errors
     def run(self, args: Sequence[str], timeout: float = 60.0) -> Result:
-        p = subprocess.run(self.shell_command(args), capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(self.shell_command(args), capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout)
         return Result(p.returncode, p.stdout, p.stderr)
 
     @translate_errors
     def start(self, args: Sequence[str]) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.shell_command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(self.shell_command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
 
     @translate_errors
     def push(self, local: Path, remote: str) -> None:
-        p = subprocess.run([*self._base(), "push", str(local), remote], capture_output=True, text=True, timeout=600)
+        p = subprocess.run([*self._base(), "push", str(local), remote], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600)
         Result(p.returncode, p.stdout, p.stderr).check(f"adb push {local}")
 
     @translate_errors
     def pull(self, remote: str, local: Path) -> None:
-        p = subprocess.run([*self._base(), "pull", remote, str(local)], capture_output=True, text=True, timeout=600)
+        p = subprocess.run([*self._base(), "pull", remote, str(local)], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600)
         Result(p.returncode, p.stdout, p.stderr).check(f"adb pull {remote}")
 
 
@@ -135,12 +135,12 @@ class LocalTransport(Transport):
 
     @translate_errors
     def run(self, args: Sequence[str], timeout: float = 60.0) -> Result:
-        p = subprocess.run(self._map(args), capture_output=True, text=True, timeout=timeout, env=self.env)
+        p = subprocess.run(self._map(args), capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout, env=self.env)
         return Result(p.returncode, p.stdout, p.stderr)
 
     @translate_errors
     def start(self, args: Sequence[str]) -> subprocess.Popen[str]:
-        return subprocess.Popen(self._map(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        return subprocess.Popen(self._map(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
                                 env=self.env)
 
     @translate_errors

@@ -20,6 +20,56 @@ from .manifest import LINEAR_KERNELS
 __all__ = ["build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block): ``edgelm CMD: error: ...``."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(lo: int, hi: int) -> Any:
+    """An argparse type: an integer in [lo, hi], so absurd flags (10^13 tokens, 10^11
+    threads) are refused at the command line instead of failing deep inside."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} is not in [{lo}, {hi}]")
+        return v
+    parse.__name__ = "integer"
+    return parse
+
+
+def _finite(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
+
+
+_finite.__name__ = "number"
+THREADS = _int_in(1, 1024)
+TOKENS = _int_in(0, 1 << 22)
+
+
+def _text(arg: str, what: str) -> str:
+    """A command-line string as valid UTF-8 (Python keeps undecodable bytes as surrogates)."""
+    try:
+        return arg.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        raise EdgeLMError(f"the {what} is not valid UTF-8") from None
+
+
+def _need_stdout() -> None:
+    if sys.stdout is None:
+        raise EdgeLMError("standard output is closed: nowhere to write the reply")
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import ExportConfig, export, format_summary
 
@@ -43,12 +93,16 @@ def _sampling_from(args: argparse.Namespace) -> Any:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .runtime import load
 
+    _need_stdout()
+    text = _text(args.prompt, "prompt")
+    stop = [_text(s, "stop string") for s in args.stop or ()]
+    sampling = _sampling_from(args)
     model = load(args.model, threads=args.threads, context=args.context)
-    prompt: Any = args.prompt if args.raw else [{"role": "user", "content": args.prompt}]
+    prompt: Any = text if args.raw else [{"role": "user", "content": text}]
     if args.raw or model.chat_template is None:
-        prompt = args.prompt
-    for piece in model.generate(prompt, max_new_tokens=args.max_new_tokens, sampling=_sampling_from(args),
-                                stop=args.stop or (), stream=True):
+        prompt = text
+    for piece in model.generate(prompt, max_new_tokens=args.max_new_tokens, sampling=sampling,
+                                stop=stop, stream=True):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -79,6 +133,10 @@ def _max_context(folder: str) -> int:
 def _cmd_chat(args: argparse.Namespace) -> int:
     from .runtime import load
 
+    _need_stdout()
+    if sys.stdin is None or sys.stdin.closed:
+        raise EdgeLMError("standard input is closed: chat reads your messages from it")
+    sampling = _sampling_from(args)
     model = load(args.model, threads=args.threads, context=args.context)
     messages: list[dict[str, str]] = []
     print(f"edgelm chat: {args.model} (context {model.context} tokens; empty line or Ctrl-D to quit)",
@@ -88,11 +146,13 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             line = input("> ")
         except EOFError:
             break
+        except (OSError, ValueError, RuntimeError) as e:  # stdin closed or unreadable under us
+            raise EdgeLMError(f"cannot read standard input ({e})") from e
         if not line.strip():
             break
-        messages.append({"role": "user", "content": line})
+        messages.append({"role": "user", "content": _text(line, "message")})
         reply = []
-        for piece in model.generate(messages, max_new_tokens=args.max_new_tokens, sampling=_sampling_from(args),
+        for piece in model.generate(messages, max_new_tokens=args.max_new_tokens, sampling=sampling,
                                     stream=True, truncate=True):
             reply.append(piece)
             sys.stdout.write(piece)
@@ -314,21 +374,22 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="DIR", help="a model folder made by edgelm export")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--min-p", type=float, default=0.0)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--context", type=int, default=None, help="KV cache size in tokens (default 2048)")
+    p.add_argument("--max-new-tokens", type=TOKENS, default=256)
+    p.add_argument("--temperature", type=_finite, default=0.0,
+                   help="0 = greedy (default); below 1.2e-38 (float32's smallest normal) is greedy too")
+    p.add_argument("--top-k", type=_int_in(0, 2**63 - 1), default=0)
+    p.add_argument("--top-p", type=_finite, default=1.0)
+    p.add_argument("--min-p", type=_finite, default=0.0)
+    p.add_argument("--repetition-penalty", type=_finite, default=1.0)
+    p.add_argument("--seed", type=_int_in(0, 2**64 - 1), default=None)
+    p.add_argument("--threads", type=THREADS, default=None)
+    p.add_argument("--context", type=_int_in(1, 1 << 22), default=None, help="KV cache size in tokens (default 2048)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgelm", description="Small language models on phones and edge boards.")
+    parser = _Parser(prog="edgelm", description="Small language models on phones and edge boards.")
     parser.add_argument("--version", action="version", version=f"edgelm {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("export", help="export a model (HF folder, GGUF file, hub id or preset) to a quantized ONNX folder",
                        description="Export SOURCE to a verified, quantized ONNX model folder. SOURCE is a Hugging Face "
@@ -340,15 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quant", choices=["fp32", "int8", "int4"], default="int4", help="weight format (default int4)")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p.add_argument("--no-verify", action="store_true", help="skip the check against the PyTorch model")
-    p.add_argument("--verify-prompts", type=int, default=20, metavar="N", help="prompts for verification (default 20)")
+    p.add_argument("--verify-prompts", type=_int_in(1, 100_000), default=20, metavar="N",
+                   help="prompts for verification (default 20)")
     p.add_argument("--kernel", choices=list(LINEAR_KERNELS), default=LINEAR_KERNELS[0],
                    help="what computes the quantized linears: edgelm's BlockQuantMatMul (block offsets inside, "
                    "16-bit activations; default) or ONNX Runtime's MatMulNBits")
     p.add_argument("--accuracy-level", type=int, choices=[0, 1, 4], default=4,
                    help="with --kernel matmulnbits: 4 = int8 activations (fast, default), 0/1 = float32")
-    p.add_argument("--min-agreement", type=float, default=None, metavar="F",
+    p.add_argument("--min-agreement", type=_finite, default=None, metavar="F",
                    help="top-1 agreement the quantized model must reach (default 0.97 int8, 0.95 int4)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for verification")
+    p.add_argument("--threads", type=THREADS, default=None, help="ONNX Runtime threads for verification")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_export)
@@ -373,9 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="DIR|PRESET", nargs="?",
                    help="a model folder, or a preset (smollm2-135m, mobilellm-350m, ...)")
     p.add_argument("--device", required=True, help="a profile id (edgelm devices --profiles) or a .toml path")
-    p.add_argument("--context", type=int, default=2048, help="KV cache size in tokens (default 2048)")
+    p.add_argument("--context", type=_int_in(1, 1 << 22), default=2048, help="KV cache size in tokens (default 2048)")
     p.add_argument("--quant", choices=["fp32", "int8", "int4"], default=None, help="for presets (default int4)")
-    p.add_argument("--app-dram-share", type=float, default=0.10, help="share of DRAM the app may use (default 0.1)")
+    p.add_argument("--app-dram-share", type=_finite, default=0.10, help="share of DRAM the app may use (default 0.1)")
     p.add_argument("--calibrate", action="store_true",
                    help="fit the device's power and bandwidth to measured bench runs; print errors before and after")
     p.add_argument("--store", default=None, help="results store for --calibrate")
@@ -387,18 +449,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark a model folder: TTFT, tokens/s, peak memory, energy")
     p.add_argument("model", metavar="DIR", nargs="?")
     p.add_argument("--device", default="local", help="local (default) or adb:SERIAL")
-    p.add_argument("--prompt-tokens", type=int, default=128)
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--prompt-tokens", type=_int_in(1, 1 << 20), default=128)
+    p.add_argument("--new-tokens", type=_int_in(2, 1 << 20), default=64)
+    p.add_argument("--runs", type=_int_in(1, 100_000), default=5)
+    p.add_argument("--warmup", type=_int_in(0, 100_000), default=1)
+    p.add_argument("--threads", type=THREADS, default=None)
     p.add_argument("--remote-python", default="python3", help="python on the phone (Termux: python3)")
     p.add_argument("--as-profile", default=None, metavar="ID",
                    help="the device profile this machine is, so plan can use the measurement")
     p.add_argument("--store", default=None, help="results store (default ~/.cache/edgelm/results.jsonl)")
     p.add_argument("--no-store", action="store_true", help="do not record the run")
     p.add_argument("--history", action="store_true", help="list stored runs")
-    p.add_argument("--compare", nargs=2, type=int, metavar=("A", "B"), help="two stored runs side by side")
+    p.add_argument("--compare", nargs=2, type=_int_in(1, 2**62), metavar=("A", "B"), help="two stored runs side by side")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)
 
@@ -409,10 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", metavar="NAME")
     g.add_argument("--params", metavar="N", help="a model size, e.g. 350M or 7B")
     p.add_argument("--quant", choices=["fp32", "int8", "int4"], default=None)
-    p.add_argument("--tokens-per-day", type=float, required=True)
-    p.add_argument("--context", type=int, default=2048)
-    p.add_argument("--app-dram-share", type=float, default=0.10)
-    p.add_argument("--battery-target", type=float, default=10.0, metavar="PERCENT",
+    p.add_argument("--tokens-per-day", type=_finite, required=True)
+    p.add_argument("--context", type=_int_in(1, 1 << 22), default=2048)
+    p.add_argument("--app-dram-share", type=_finite, default=0.10)
+    p.add_argument("--battery-target", type=_finite, default=10.0, metavar="PERCENT",
                    help="battery a day the app may use (default 10%%)")
     p.add_argument("--sweep", action="store_true", help="vary size and quantization; write figures")
     p.add_argument("--largest", action="store_true", help="the largest model that meets DRAM and battery targets")
@@ -424,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quickstart", help="export, chat, bench, profile and plan the default model; write a report")
     p.add_argument("--model-dir", default="models/smollm2-135m-int4")
     p.add_argument("--report-dir", default="reports/quickstart")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=THREADS, default=None)
     p.set_defaults(func=_cmd_quickstart)
 
     p = sub.add_parser("devices", help="phones attached over adb, or (--profiles) the device profiles")
@@ -453,6 +515,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgelm {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`edgelm generate ... | head`): stop quietly, as a Unix tool
+        # does; point stdout at /dev/null so the interpreter's final flush cannot fail too.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

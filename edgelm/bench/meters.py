@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DeviceError, EdgeLMError
+
 __all__ = ["FuelGaugeSampler", "Meter", "RaplMeter", "NvmlMeter", "PowerSupplyMeter", "find_meter", "Reading", "integrate_power"]
 
 
@@ -139,16 +141,26 @@ class FuelGaugeSampler:
     here, a phone over a transport in android_bridge. Gauges disagree on the sign of a
     discharging current; the magnitude is used and the sign seen is recorded."""
 
+    #: Plausible gauge readings (a phone draws well under 100 A; its cell is under 100 V):
+    #: anything outside is a broken or hostile gauge, not a measurement.
+    MAX_CURRENT_UA = 10**8
+    MAX_VOLTAGE_UV = 10**8
+
     def __init__(self, read: Callable[[], tuple[int, int]], rate_hz: float) -> None:
+        if not 0 < rate_hz <= 1000:
+            raise DeviceError(f"sample rate must be in (0, 1000] Hz, got {rate_hz}")
         self.read = read
         self.rate_hz = rate_hz
         self.samples: list[tuple[float, float]] = []
         self.negative_discharge = False
+        self.error: str | None = None  # why sampling stopped early (an unreadable gauge)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def power_w(self) -> float:
         current_ua, voltage_uv = self.read()
+        if not (abs(current_ua) < self.MAX_CURRENT_UA and 0 < voltage_uv < self.MAX_VOLTAGE_UV):
+            raise ValueError(f"implausible gauge reading: {current_ua} uA at {voltage_uv} uV")
         if current_ua < 0:
             self.negative_discharge = True
         return abs(current_ua) * 1e-6 * voltage_uv * 1e-6
@@ -156,11 +168,18 @@ class FuelGaugeSampler:
     def _loop(self) -> None:
         period = 1.0 / self.rate_hz
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter(), self.power_w()))
+            try:
+                self.samples.append((time.perf_counter(), self.power_w()))
+            except (ValueError, TypeError, OSError, EdgeLMError) as e:
+                # Reported by stop() as one error; a traceback on this thread would
+                # leave a run that looks measured.
+                self.error = str(e) or type(e).__name__
+                return
             self._stop.wait(period)
 
     def start(self) -> None:
         self.samples = []
+        self.error = None
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -170,6 +189,8 @@ class FuelGaugeSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self.error is not None:
+            raise DeviceError(f"the battery gauge could not be read ({self.error[:200]}): no energy was measured")
         s = self.samples
         return integrate_power(s), (s[-1][0] - s[0][0] if len(s) > 1 else 0.0)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..manifest import Quant
 from ..profiler.devices import DeviceProfile, list_profiles
-from .planner import SWEEP_PARAMS, PlanResult, plan
+from .planner import SWEEP_PARAMS, PlanError, PlanResult, plan
 
 __all__ = ["sweep", "plot_sweep", "plot_devices", "largest"]
 
@@ -28,14 +28,21 @@ def largest(results: dict[Quant, list[PlanResult]]) -> PlanResult | None:
 
 
 def _save(fig, stem: Path) -> list[Path]:  # type: ignore[no-untyped-def]
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    """Write the figure as PNG and SVG, each through a temporary file and a rename."""
     out = []
-    for ext in ("png", "svg"):
-        path = stem.with_suffix(f".{ext}")
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        tmp.replace(path)
-        out.append(path)
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for ext in ("png", "svg"):
+            path = stem.with_suffix(f".{ext}")
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            out.append(path)
+    except OSError as e:
+        raise PlanError(f"cannot write the figures to {stem.parent}: {e.strerror or e}") from e
     return out
 
 

@@ -9,6 +9,7 @@ and names the file and the field on any error.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ SCHEMA_VERSION = 1
 KINDS = ("phone", "board", "laptop", "desktop")
 DRAM_TYPES = ("LPDDR4", "LPDDR4X", "LPDDR5", "LPDDR5X", "DDR4", "DDR5")
 
-# field path -> (dimension, required, minimum exclusive)
+# field path -> (dimension, required)
 _FIELDS: dict[str, tuple[str, bool]] = {
     "memory.dram": ("bytes", True),
     "memory.peak_bandwidth": ("bytes_per_s", True),
@@ -37,6 +38,22 @@ _FIELDS: dict[str, tuple[str, bool]] = {
     "power.idle": ("watts", True),
     "battery.capacity": ("mah", False),
     "battery.nominal_voltage": ("volts", False),
+}
+#: The range a real device's figure lies in (base units). Generous, but they keep inf, 1e30
+#: and subnormal values (which would print as Infinity or divide into nonsense) out of a
+#: profile: a value outside is a typo or a forgery, and an error naming the field.
+_RANGES: dict[str, tuple[float, float]] = {
+    "memory.dram": (64e6, 64e12),
+    "memory.peak_bandwidth": (1e8, 1e13),
+    "memory.sustained_fraction": (0.01, 1.0),
+    "memory.dram_energy_per_bit": (0.1, 1000.0),
+    "cpu.cores": (1, 1024),
+    "cpu.big_cores": (1, 1024),
+    "cpu.max_frequency": (1e7, 1e11),
+    "power.active": (0.01, 10_000.0),
+    "power.idle": (0.0001, 10_000.0),
+    "battery.capacity": (10.0, 1e6),
+    "battery.nominal_voltage": (0.5, 100.0),
 }
 
 
@@ -150,10 +167,9 @@ def load_profile(path: Path | str) -> DeviceProfile:
             v = parse_quantity(raw, dim)
         except UnitError as e:
             raise fail(name, str(e)) from e
-        if not v > 0:
-            raise fail(name, f"must be positive, got {raw!r}")
-        if name == "memory.sustained_fraction" and v > 1:
-            raise fail(name, f"must be at most 1, got {raw!r}")
+        lo, hi = _RANGES[name]
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise fail(name, f"must lie in [{lo:g}, {hi:g}] (base units) for a real device, got {raw!r}")
         if not isinstance(sources.get(name), str) or not sources[name].strip():
             raise fail(name, "has no source: add it under [sources] (a URL, a document, or 'assumption: why')")
         values[name] = v

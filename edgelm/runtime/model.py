@@ -54,6 +54,10 @@ class Model:
 
     def encode(self, prompt: str | Sequence[dict[str, Any]]) -> list[int]:
         text = prompt if isinstance(prompt, str) else render_chat(self.chat_template, list(prompt))
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RuntimeLoadError("the prompt is not valid text (it holds unpaired surrogates)") from None
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = 256,
@@ -61,8 +65,8 @@ class Model:
                  truncate: bool = False) -> str | Iterator[str]:
         """Generate a reply. ``prompt`` is a string or chat messages (the folder's chat
         template is applied). With ``stream=True`` returns an iterator of text pieces."""
-        if max_new_tokens < 0:
-            raise RuntimeLoadError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+            raise RuntimeLoadError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
         ids = self.encode(prompt)
         if not ids:
             raise RuntimeLoadError("the prompt is empty")
@@ -99,13 +103,13 @@ class Model:
     def _pieces(self, ids: list[int], max_new_tokens: int, params: SamplingParams, stop: _Stop) -> Iterator[str]:
         self.sampler.params = params
         self.sampler.reseed(params.seed)
-        history = np.empty(len(ids) + max_new_tokens, np.int64)
+        budget = min(max_new_tokens, self.context - len(ids))  # the cache bounds it, not the caller
+        history = np.empty(len(ids) + budget, np.int64)
         history[:len(ids)] = ids
         n_hist = len(ids)
         logits = self._prefill(ids)
         out: list[int] = []
         emitted = 0
-        budget = min(max_new_tokens, self.context - len(ids))
         for _ in range(budget):
             tok = self.sampler.sample(logits, history[:n_hist])
             if tok in stop.eos_ids:

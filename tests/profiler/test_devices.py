@@ -55,7 +55,12 @@ def test_user_profile_by_path(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("edit,field,needle", [
     (lambda t: t.replace('capacity = "5050 mAh"\n', ""), "battery", "capacity"),
-    (lambda t: t.replace('capacity = "5050 mAh"', 'capacity = "-5050 mAh"'), "battery.capacity", "positive"),
+    (lambda t: t.replace('capacity = "5050 mAh"', 'capacity = "-5050 mAh"'), "battery.capacity", "must lie in"),
+    (lambda t: t.replace('capacity = "5050 mAh"', "capacity = inf"), "battery.capacity", "must lie in"),
+    (lambda t: t.replace('dram = "12 GB"', 'dram = "1e30 GB"'), "memory.dram", "must lie in"),
+    (lambda t: t.replace('peak_bandwidth = "68.3 GB/s"', "peak_bandwidth = 1e-310"), "memory.peak_bandwidth",
+     "must lie in"),
+    (lambda t: t.replace('capacity = "5050 mAh"', "capacity = nan"), "battery.capacity", "must lie in"),
     (lambda t: t.replace('dram = "12 GB"', 'dram = "12 GQ"'), "memory.dram", "unknown unit"),
     (lambda t: t.replace('peak_bandwidth = "68.3 GB/s"\n', ""), "memory.peak_bandwidth", "missing"),
     (lambda t: t.replace('"power.active" = ', '"power.unused" = '), "power.active", "no source"),

@@ -39,6 +39,9 @@ def push_folder(transport: Transport, local: Path, remote: str) -> list[str]:
         held = {}
     if not isinstance(held, dict):  # the phone's file is not ours to trust: push everything
         held = {}
+    links = [f.name for f in local.iterdir() if f.is_symlink()]
+    if links:  # a downloaded folder could link to any file of the user's: never push through one
+        raise DeviceError(f"{local}: {links[0]} is a symbolic link; edgelm pushes only the folder's own files")
     hashes = {f.name: sha256_file(f) for f in sorted(local.iterdir()) if f.is_file()}
     transport.run(["mkdir", "-p", remote], timeout=30).check(f"mkdir {remote}")
     pushed = []

@@ -161,3 +161,32 @@ def test_draft_profile_is_valid_toml_whatever_the_serial(serial: str) -> None:
     data = tomllib.loads(profile_draft(facts))
     assert data["name"] == 'G Pixel "8"\n[x]'
     assert serial in data["sources"]["cpu.cores"]
+
+
+@pytest.mark.parametrize("printed, word", [("{}", "time_utc: missing"), ("[]", "JSON object"),
+                                           ("not json", "no JSON result")])
+def test_a_phone_whose_bench_output_is_not_a_record(folder: Path, tmp_path: Path, printed: str, word: str) -> None:
+    from android_bridge.remote_bench import remote_bench
+
+    root = tmp_path / "phone"
+    supply = root / "sys/class/power_supply/battery"
+    supply.mkdir(parents=True)
+    for name, text in (("status", "Discharging"), ("current_now", "-400000"), ("voltage_now", "3900000")):
+        (supply / name).write_text(text + "\n")
+    fake = tmp_path / "fake-python"
+    fake.write_text(f"#!/bin/sh\necho '{printed}'\n")
+    fake.chmod(0o755)
+    with pytest.raises(DeviceError, match=word):
+        remote_bench(LocalTransport(root), "p", folder, python=str(fake), idle_s=0.05, runs=1, warmup=0,
+                     new_tokens=2, prompt_tokens=2)
+
+
+def test_push_refuses_a_folder_with_a_link_out(folder: Path, tmp_path: Path) -> None:
+    import shutil
+
+    local = tmp_path / "m"
+    shutil.copytree(folder, local)
+    (tmp_path / "secret").write_text("private key")
+    (local / "extra.txt").symlink_to(tmp_path / "secret")
+    with pytest.raises(DeviceError, match="symbolic link"):
+        push_folder(LocalTransport(tmp_path / "phone"), local, "/data/m")

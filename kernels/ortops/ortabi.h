@@ -50,6 +50,7 @@ enum {
     API_KernelContext_GetOutput = 91,
     API_ReleaseStatus = 93,
     API_ReleaseTensorTypeAndShapeInfo = 99,
+    API_KernelInfoGetConstantInput_tensor = 249, /* since API 14: 25 entries before KernelContext_ParallelFor */
     API_KernelContext_ParallelFor = 274,
 };
 
@@ -68,6 +69,7 @@ typedef OrtStatus* (*GetDimensionsCountFn)(const OrtTensorTypeAndShapeInfo*, siz
 typedef OrtStatus* (*GetDimensionsFn)(const OrtTensorTypeAndShapeInfo*, int64_t*, size_t);
 typedef OrtStatus* (*GetTensorTypeAndShapeFn)(const OrtValue*, OrtTensorTypeAndShapeInfo**);
 typedef OrtStatus* (*KernelInfoGetAttributeInt64Fn)(const OrtKernelInfo*, const char*, int64_t*);
+typedef OrtStatus* (*KernelInfoGetConstantInputFn)(const OrtKernelInfo*, size_t, int*, const OrtValue**);
 typedef OrtStatus* (*KernelContextGetInputCountFn)(const OrtKernelContext*, size_t*);
 typedef OrtStatus* (*KernelContextGetInputFn)(const OrtKernelContext*, size_t, const OrtValue**);
 typedef OrtStatus* (*KernelContextGetOutputFn)(OrtKernelContext*, size_t, const int64_t*, size_t, OrtValue**);

@@ -39,23 +39,37 @@ CHILD = textwrap.dedent('''
     if case == "short_scales": scales = scales.reshape(-1)[:-1].copy()
     if case == "short_mins": mins = mins.reshape(-1)[:-4].copy()
     if case == "k_wrong": attrs["K"] = 128
+    dynamic = case == "dynamic"
     inits = [numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales, "S")]
     inputs = ["A", "B", "S"]
     if mins is not None:
         inits.append(numpy_helper.from_array(mins, "O"))
         inputs.append("O")
-    node = helper.make_node(ortops.OP_TYPE, inputs, ["Y"], domain=ortops.DOMAIN, **attrs)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.FLOAT, None)],
+    nodes, graph_inputs = [], [helper.make_tensor_value_info("A", TensorProto.FLOAT, None)]
+    if dynamic:  # qweight = Slice(B, 0, end) with end fed at run time (one row short)
+        inits += [numpy_helper.from_array(np.array([0], np.int64), "zero")]
+        nodes.append(helper.make_node("Slice", ["B", "zero", "END"], ["Bs"]))
+        graph_inputs.append(helper.make_tensor_value_info("END", TensorProto.INT64, [1]))
+        inputs[1] = "Bs"
+    nodes.append(helper.make_node(ortops.OP_TYPE, inputs, ["Y"], domain=ortops.DOMAIN, **attrs))
+    graph = helper.make_graph(nodes, "g", graph_inputs,
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid(ortops.DOMAIN, 1)])
     so = ort.SessionOptions()
     ortops.register(so)
     try:
         sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        for m in (1, 3, 16):
-            sess.run(None, {"A": np.ones((m, attrs["K"]), np.float32)})
     except Exception as e:  # the ORT error: what the runtime turns into one line
-        print("ERROR", str(e).splitlines()[-1])
+        print("ERROR at load", str(e).splitlines()[-1])
+        sys.exit(0)
+    try:
+        for m in (1, 3, 16):
+            feeds = {"A": np.ones((m, attrs["K"]), np.float32)}
+            if dynamic:
+                feeds["END"] = np.array([n - 1], np.int64)
+            sess.run(None, feeds)
+    except Exception as e:
+        print("ERROR at run", str(e).splitlines()[-1])
         sys.exit(0)
     print("RAN")
 ''')
@@ -77,6 +91,16 @@ def test_block_quant_matmul_checks_every_input(case: str, message: str) -> None:
     out = _run(case.replace("bits_8_to_4", "sym8_bits_8_to_4") if case == "bits_8_to_4" else case)
     assert out.startswith("ERROR"), f"{case} ran without an error: {out}"
     assert message in out
+    # The weights are constant initializers: checked when the kernel is created, so the
+    # folder fails at load (a K that disagrees with them too), not in the middle of a reply.
+    assert out.startswith("ERROR at load"), out
+
+
+def test_weights_computed_by_the_graph_are_checked_on_every_call() -> None:
+    # qweight is not a constant here (a Slice of one whose end comes from an input), so the
+    # operator cannot check it at load: a short slice is refused when it runs.
+    out = _run("dynamic")
+    assert out.startswith("ERROR at run") and out.endswith("qweight must be [N, K/32, 16] uint8 for bits=4"), out
 
 
 def test_matching_inputs_still_run() -> None:

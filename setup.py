@@ -34,11 +34,14 @@ extensions = [
 ]
 
 # A plain shared library that ONNX Runtime loads by path (register_custom_ops_library); it has
-# no Python entry point and is never imported. Its AVX2 code is chosen at run time.
+# no Python entry point and is never imported. Its AVX2 / AVX-512 (x86) and NEON / dotprod
+# (aarch64, arch/arm/) kernels are chosen at run time (isa.c); on other CPUs those files are empty.
 ortops = Extension(
     "edgelm._ortops",
-    ["kernels/ortops/qmatmul.c", "kernels/ortops/attention.c"],
-    depends=["kernels/ortops/ortabi.h", "kernels/ortops/shared_math.h"],
+    ["kernels/ortops/isa.c", "kernels/ortops/qmatmul.c", "kernels/ortops/attention.c",
+     "kernels/ortops/arch/arm/qmatmul_neon.c", "kernels/ortops/arch/arm/qmatmul_dotprod.c"],
+    depends=["kernels/ortops/ortabi.h", "kernels/ortops/isa.h", "kernels/ortops/qmatmul.h",
+             "kernels/ortops/shared_math.h"],
     extra_compile_args=(["-O3"] if not DEBUG else ["-O0", "-g"]) + ["-std=c11", "-fvisibility=hidden"],
     libraries=["m"],
 )

@@ -13,6 +13,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define EDGELM_X86 1
+#elif defined(__aarch64__)
+#define EDGELM_ARM 1
 #endif
 
 /* ---- ONNX Runtime C ABI (the subset used; indices into OrtApi's function table) ---- */
@@ -140,10 +142,7 @@ static inline OrtStatus* tensor_shape(const OrtApi* api, const OrtValue* val, in
 /* Attributes that size buffers are capped so that products of them never overflow int64. */
 #define EDGELM_MAX_DIM ((int64_t)1 << 31)
 
-/* The instruction set the kernels use: the best the CPU has, capped by EDGELM_ORTOPS_ISA
- * (portable, avx2 or avx512; tests pin each path) or EDGELM_ORTOPS_PORTABLE=1. */
-enum { ISA_PORTABLE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
-int edgelm_isa(void);
+#include "isa.h"
 
 /* Trivial OrtCustomOp callbacks every operator shares. */
 static inline const char* op_provider(const struct OrtCustomOp* op) {

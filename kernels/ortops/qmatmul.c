@@ -31,58 +31,12 @@
  * pointers that ONNX Runtime only ever appends to, and OrtCustomOp a versioned struct.
  */
 #include "ortabi.h"
+#include "qmatmul.h"
 #include "shared_math.h"
 
 /* ---- the kernel ---- */
 
-#define QBLOCK 32
-#define PREFILL_ROWS 8 /* from this many rows of A on, the float prefill kernel */
-
-typedef struct {
-    const OrtApi* api;
-    int64_t k, n, bits;
-    int64_t swiglu; /* A is [..., 2K] = [gate | up]; the product takes silu(gate) * up */
-    /* Per weight input (1 qweight, 2 scales, 3 mins): the data of a constant initializer
-     * already checked against K, N and bits when the kernel was created, so compute skips
-     * the shape query for it (three per linear per token cost 2-8% of decode). Any other
-     * input (not constant, or other data) is checked on every call. */
-    const void* checked[4];
-} Kernel;
-
-/* Activations of one call, quantized once and read by every output row. Per row r and
- * block b: 32 int16 codes (in the order the weight codes unpack), the scale and the
- * sum of its quantized values (times the scale). */
-typedef struct {
-    const Kernel* kern;
-    const float* a;    /* float activations [m, K] (prefill path) */
-    const uint8_t* codes;
-    const uint16_t* scales; /* float16 */
-    const uint16_t* mins;   /* float16, four rows interleaved; NULL: symmetric */
-    const int16_t* qa;
-    const int32_t* qz; /* per row and block: 8 int32, the first the zero point's term (see quantize_block) */
-    const float* da;
-    const float* sa;
-    float* y;
-    int64_t m;
-    int64_t rows_per_task;
-    int vnni;                 /* activations are in the AVX-512 decode layout (see Quad) */
-    const struct Quad* quads; /* its per-row, per-four-block terms (4-bit) */
-} Task;
-
-/* The AVX-512 decode layout (decode rows, N a multiple of 4, a CPU with AVX-512 VNNI).
- * 4-bit: each run of four blocks holds its 128 activation codes as four vectors of 32
- * int16, A0..A3, where A_i[8 c + w] is element 4 w + i of block c: word w of a block's
- * codes (bytes 2w, 2w + 1) then carries elements 4w .. 4w + 3 in its four nibbles, so one
- * 64-byte load of codes (four blocks) gives all four products by masks and shifts, with no
- * widening, and the float scaling runs once per four blocks. Blocks past the last run of
- * four keep the ordinary order. 8-bit: blocks keep the 4-bit order (even elements, then
- * odd), so a 16-bit word of codes splits into its even and odd byte by a mask and a
- * shift. Codes are multiplied as stored (unsigned); qz's term carries the zero point. */
-typedef struct Quad {
-    int32_t z[16]; /* lane 4c: block c's zero-point term, the others 0 */
-    float d[16];   /* lanes 4c .. 4c + 3: block c's activation scale */
-    float s[16];   /* the same for its activation sum (what the mins multiply) */
-} Quad;
+/* QBLOCK, Kernel, Task and Quad: qmatmul.h (the per-architecture kernel files share them). */
 
 
 
@@ -681,28 +635,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) static 
 static __thread float* wbuf = NULL;
 static __thread size_t wbuf_floats = 0;
 
-int edgelm_isa(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        int best = ISA_PORTABLE;
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-            best = ISA_AVX2;
-            if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
-                best = ISA_AVX512;
-        }
-        const char* cap = getenv("EDGELM_ORTOPS_ISA");
-        const char* portable = getenv("EDGELM_ORTOPS_PORTABLE");
-        int limit = ISA_AVX512;
-        if (cap && strcmp(cap, "portable") == 0) limit = ISA_PORTABLE;
-        if (cap && strcmp(cap, "avx2") == 0) limit = ISA_AVX2;
-        if (portable && portable[0] && portable[0] != '0') limit = ISA_PORTABLE;
-        cached = best < limit ? best : limit;
-    }
-    return cached;
-}
-
 static int have_avx2(void) { return edgelm_isa() >= ISA_AVX2; }
 #endif
 
@@ -762,6 +694,16 @@ static void run_task(void* data, size_t index) {
             for (int64_t r = 0; r < t->m; r++) dot4_avx2(t, n, r, &t->y[r * nrows + n], 1);
     }
 portable:
+#endif
+#ifdef EDGELM_ARM
+    if (!t->a && edgelm_isa() >= ISA_DOTPROD) {
+        edgelm_qmm_rows_dotprod(t, n0, n1);
+        return;
+    }
+    if (!t->a && edgelm_isa() >= ISA_NEON) {
+        edgelm_qmm_rows_neon(t, n0, n1);
+        return;
+    }
 #endif
     for (; n < n1; n++)
         for (int64_t r = 0; r < t->m; r++) t->y[r * nrows + n] = t->a ? dot_float_scalar(t, n, r) : dot_scalar(t, n, r);
@@ -860,7 +802,9 @@ __attribute__((target("avx2,fma,f16c"))) static void swiglu_task_avx2(void* data
 /* Scratch for the quantized activations of one call, grown as needed, one per calling
  * thread (ONNX Runtime may run sessions from several threads). */
 static __thread char* scratch = NULL;
-static __thread float* act_scratch = NULL; /* swiglu-activated rows for the prefill path */
+#ifdef EDGELM_X86
+static __thread float* act_scratch = NULL; /* swiglu-activated rows for the x86 float prefill path */
+#endif
 static __thread size_t scratch_bytes = 0;
 
 static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {

@@ -163,10 +163,10 @@ def test_same_result_with_any_thread_count() -> None:
     assert np.array_equal(one, two)
 
 
-@pytest.mark.parametrize("isa", ["portable", "avx2", "avx512"])
+@pytest.mark.parametrize("isa", ortops.isa_levels())
 def test_each_instruction_set_path_matches_numpy(isa: str) -> None:
-    """The kernels a CPU runs depend on what it has (AVX-512 VNNI, AVX2, neither: the
-    portable C of phones without x86); EDGELM_ORTOPS_ISA caps the choice, so each path is
+    """The kernels a CPU runs depend on what it has (x86: AVX-512 VNNI, AVX2; aarch64:
+    dotprod, NEON; else portable C); EDGELM_ORTOPS_ISA caps the choice, so each path is
     checked here on whatever this machine offers up to that cap."""
     code = f"""
 import json, sys, numpy as np
@@ -187,6 +187,47 @@ print(json.dumps(out))
     assert len(errors) == 24 and max(errors.values()) < TOL, errors
 
 
+_ARM = ortops.isa_levels()[1:2] == ["neon"]
+
+_EXACT_CHILD = f"""
+import json, sys, numpy as np
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+import test_ortops as t
+from edgelm.runtime import ortops
+out = {{"isa": ortops.active_isa()}}
+for kind in ("q4_offsets", "q4_sym", "q8_sym", "q8_offsets"):
+    for m in (1, 3, 9):
+        for n, k in ((70, 96), (8, 160), (33, 64)):
+            w = t._weights(kind, n, k, seed=n + k); a = t._activations(m, k, seed=m)
+            y = t._session(t._model(w), threads=2).run(None, {{"A": a}})[0]
+            out[f"{{kind}}/{{m}}/{{n}}/{{k}}"] = y.view(np.uint32).ravel().tolist()
+print(json.dumps(out))
+"""
+
+
+def _outputs_at(isa: str) -> dict[str, list[int]]:
+    proc = subprocess.run([sys.executable, "-c", _EXACT_CHILD], env=dict(os.environ, EDGELM_ORTOPS_ISA=isa),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not _ARM, reason="the NEON and dotprod kernels exist on aarch64 only")
+def test_arm_paths_are_bit_identical_to_the_portable_path() -> None:
+    """NEON (SMLAL) and dotprod (SDOT/UDOT on split activation bytes) compute the same int32
+    block sums as the portable C and scale them in its order: every output bit for bit, for
+    4- and 8-bit codes with and without mins, decode and prefill rows, N not a multiple of 4.
+    Each level must really run (the CPU may lack one: then the test says so and fails)."""
+    ref = _outputs_at("portable")
+    assert ref.pop("isa") == "portable"
+    for isa in ("neon", "dotprod"):
+        got = _outputs_at(isa)
+        assert got.pop("isa") == isa, f"EDGELM_ORTOPS_ISA={isa} did not take effect on this CPU"
+        bad = [key for key in ref if ref[key] != got[key]]
+        assert not bad, f"{isa}: outputs differ from portable in {bad[:5]}"
+
+
+@pytest.mark.skipif(ortops.isa_levels()[1:2] != ["avx2"], reason="the AVX2 and AVX-512 kernels exist on x86 only")
 def test_decode_layout_matches_the_avx2_path() -> None:
     """Decode rows with N a multiple of 4 take the AVX-512 decode layout (4-bit: four blocks a
     step, then pairs and an odd block for K/32 = 4q + 1, 2, 3; 8-bit: codes as stored). Its

@@ -1,0 +1,87 @@
+/* BlockQuantMatMul on aarch64 Advanced SIMD (every armv8-a core: Cortex-A53/A55 up).
+ *
+ * The same arithmetic as the portable dot_scalar in qmatmul.c: per 32-block, the exact
+ * int32 sum of the weight codes times the int16 activation codes (plus the zero-point term
+ * qz), then `acc += s * (scale * d_a)` and `acc += min * sum_a` in float, block by block in
+ * the same order, so every output is bit-identical to the portable path's (a test). The
+ * products are 16 x 16 -> 32-bit multiply-accumulates (SMLAL/SMLAL2, eight a pair): 4-bit
+ * codes are split into nibbles with AND and USHR and widened with UXTL, 8-bit codes widened
+ * and centred with USUBL. Four weight rows share each activation load (the activations are
+ * 64 bytes a block against 16 of 4-bit codes, so unshared they would be most of the loads).
+ */
+#include "../../qmatmul.h"
+#include "../../shared_math.h"
+
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+/* acc += codes (4-bit, one 16-byte block) x activations (32 int16, low nibbles first). */
+static inline int32x4_t block_q4(uint8x16_t w, int16x8_t a0, int16x8_t a1, int16x8_t a2, int16x8_t a3) {
+    const uint8x16_t lo = vandq_u8(w, vdupq_n_u8(15)), hi = vshrq_n_u8(w, 4);
+    const int16x8_t l0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(lo)));
+    const int16x8_t l1 = vreinterpretq_s16_u16(vmovl_high_u8(lo));
+    const int16x8_t h0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(hi)));
+    const int16x8_t h1 = vreinterpretq_s16_u16(vmovl_high_u8(hi));
+    int32x4_t s = vmull_s16(vget_low_s16(l0), vget_low_s16(a0));
+    s = vmlal_high_s16(s, l0, a0);
+    s = vmlal_s16(s, vget_low_s16(l1), vget_low_s16(a1));
+    s = vmlal_high_s16(s, l1, a1);
+    s = vmlal_s16(s, vget_low_s16(h0), vget_low_s16(a2));
+    s = vmlal_high_s16(s, h0, a2);
+    s = vmlal_s16(s, vget_low_s16(h1), vget_low_s16(a3));
+    return vmlal_high_s16(s, h1, a3);
+}
+
+/* The same for 8-bit codes (32 bytes, centred: q - 128) against activations in order. */
+static inline int32x4_t block_q8(const uint8_t* wb, int16x8_t a0, int16x8_t a1, int16x8_t a2, int16x8_t a3) {
+    const uint8x16_t w0 = vld1q_u8(wb), w1 = vld1q_u8(wb + 16), c = vdupq_n_u8(128);
+    /* USUBL wraps modulo 2^16: read as int16 it is q - 128 exactly. */
+    const int16x8_t c0 = vreinterpretq_s16_u16(vsubl_u8(vget_low_u8(w0), vget_low_u8(c)));
+    const int16x8_t c1 = vreinterpretq_s16_u16(vsubl_high_u8(w0, c));
+    const int16x8_t c2 = vreinterpretq_s16_u16(vsubl_u8(vget_low_u8(w1), vget_low_u8(c)));
+    const int16x8_t c3 = vreinterpretq_s16_u16(vsubl_high_u8(w1, c));
+    int32x4_t s = vmull_s16(vget_low_s16(c0), vget_low_s16(a0));
+    s = vmlal_high_s16(s, c0, a0);
+    s = vmlal_s16(s, vget_low_s16(c1), vget_low_s16(a1));
+    s = vmlal_high_s16(s, c1, a1);
+    s = vmlal_s16(s, vget_low_s16(c2), vget_low_s16(a2));
+    s = vmlal_high_s16(s, c2, a2);
+    s = vmlal_s16(s, vget_low_s16(c3), vget_low_s16(a3));
+    return vmlal_high_s16(s, c3, a3);
+}
+
+/* Output rows n .. n + R - 1 (R <= 4, a constant at each call) for activation row r. */
+__attribute__((always_inline)) static inline void rows_neon(const Task* t, int64_t n, int64_t r, int R) {
+    const int64_t nb = t->kern->k / QBLOCK, nrows = t->kern->n;
+    const int bits = (int)t->kern->bits, bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
+    const int16_t* qa = t->qa + r * nb * QBLOCK;
+    const int32_t* qz = t->qz + r * nb * 8;
+    const float* da = t->da + r * nb;
+    const float* sa = t->sa + r * nb;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t b = 0; b < nb; b++) {
+        const int16_t* q = qa + b * QBLOCK;
+        const int16x8_t a0 = vld1q_s16(q), a1 = vld1q_s16(q + 8), a2 = vld1q_s16(q + 16), a3 = vld1q_s16(q + 24);
+        for (int i = 0; i < R; i++) {
+            const uint8_t* wb = t->codes + ((n + i) * nb + b) * bytes;
+            const int32x4_t s4 = bits == 4 ? block_q4(vld1q_u8(wb), a0, a1, a2, a3) : block_q8(wb, a0, a1, a2, a3);
+            const int32_t s = vaddvq_s32(s4) + qz[b * 8];
+            acc[i] += (float)s * (half_to_float(t->scales[(n + i) * nb + b]) * da[b]);
+            if (t->mins) acc[i] += half_to_float(t->mins[((n + i) >> 2) * nb * 4 + b * 4 + ((n + i) & 3)]) * sa[b];
+        }
+    }
+    for (int i = 0; i < R; i++) t->y[r * nrows + n + i] = acc[i];
+}
+
+void edgelm_qmm_rows_neon(const Task* t, int64_t n0, int64_t n1) {
+    int64_t n = n0;
+    /* Four weight rows at a time, every activation row against them while they are in L1. */
+    for (; n + 4 <= n1; n += 4)
+        for (int64_t r = 0; r < t->m; r++) rows_neon(t, n, r, 4);
+    for (; n < n1; n++)
+        for (int64_t r = 0; r < t->m; r++) rows_neon(t, n, r, 1);
+}
+
+#else
+typedef int edgelm_no_arm_kernels; /* an empty translation unit is not ISO C */
+#endif

@@ -39,8 +39,9 @@ extensions = [
 ortops = Extension(
     "edgelm._ortops",
     ["kernels/ortops/isa.c", "kernels/ortops/qmatmul.c", "kernels/ortops/attention.c",
-     "kernels/ortops/arch/arm/qmatmul_neon.c", "kernels/ortops/arch/arm/qmatmul_dotprod.c"],
-    depends=["kernels/ortops/ortabi.h", "kernels/ortops/isa.h", "kernels/ortops/qmatmul.h",
+     "kernels/ortops/arch/arm/qmatmul_neon.c", "kernels/ortops/arch/arm/qmatmul_dotprod.c",
+     "kernels/ortops/arch/arm/attention_neon.c"],
+    depends=["kernels/ortops/ortabi.h", "kernels/ortops/isa.h", "kernels/ortops/qmatmul.h", "kernels/ortops/attention.h",
              "kernels/ortops/shared_math.h"],
     extra_compile_args=(["-O3"] if not DEBUG else ["-O0", "-g"]) + ["-std=c11", "-fvisibility=hidden"],
     libraries=["m"],

@@ -70,11 +70,12 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # The guest python under qemu. A wrapper, so that sys.executable (which tests use to start
-# child Pythons) is itself run under qemu: qemu's -0 sets the guest's argv[0].
+# child Pythons) is itself run under qemu: qemu's -0 sets the guest's argv[0]. EDGELM_QEMU_ARGS
+# adds qemu flags (benchmarks/arm_instructions.py loads an instruction-counting plugin).
 QEMU_CPU="${EDGELM_ARM_CPU:-max}"
 cat > "$PYWRAP" <<EOF
 #!/bin/sh
-exec qemu-aarch64 -cpu "\${EDGELM_ARM_CPU:-$QEMU_CPU}" -L "$SYSROOT" -0 "$PYWRAP" "$SYSROOT/usr/bin/python3.11" "\$@"
+exec qemu-aarch64 \${EDGELM_QEMU_ARGS:-} -cpu "\${EDGELM_ARM_CPU:-$QEMU_CPU}" -L "$SYSROOT" -0 "$PYWRAP" "$SYSROOT/usr/bin/python3.11" "\$@"
 EOF
 chmod +x "$PYWRAP"
 # Empty guest site-packages folders: the guest's sys.path must never reach the host's x86 ones.

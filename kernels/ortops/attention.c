@@ -23,11 +23,10 @@
  * halves those bytes (and the cache's memory: 47 instead of 94 MB for SmolLM2 at 2,048
  * tokens); scores and sums stay float32.
  */
+#include "attention.h"
 #include "ortabi.h"
 #include "shared_math.h"
 
-#define MAX_HEAD_DIM 256
-#define KEY_CHUNK 64  /* keys scored at a time by the online softmax */
 #define PREFILL_ROWS 8 /* query rows per task in a prompt */
 
 typedef struct {
@@ -45,7 +44,8 @@ typedef struct {
     float* out;
     int64_t s, past, cap, d, heads, kv_heads, row_tasks;
     float scale;
-    int avx2;
+    int avx2; /* x86: the AVX2 rows (d a multiple of 8) */
+    int neon; /* aarch64: the NEON rows (d a multiple of 4) */
 } AttnJob;
 
 /* Rotary embedding of one head vector at position p (non-interleaved halves), times mul. */
@@ -183,6 +183,12 @@ static void attn_task(void* data, size_t index) {
             continue;
         }
 #endif
+#ifdef EDGELM_ARM
+        if (job->neon) {
+            edgelm_attend_row_neon(q, k, v, p + 1, d, out);
+            continue;
+        }
+#endif
         attend_row(q, k, v, p + 1, d, out);
     }
 }
@@ -201,6 +207,12 @@ static void to_half(const float* x, int64_t n, uint16_t* y) {
 #ifdef EDGELM_X86
     if (edgelm_isa() >= ISA_AVX2) {
         to_half_f16c(x, n, y);
+        return;
+    }
+#endif
+#ifdef EDGELM_ARM
+    if (edgelm_isa() >= ISA_NEON) {
+        edgelm_to_half_neon(x, n, y);
         return;
     }
 #endif
@@ -280,9 +292,12 @@ static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
 
     AttnJob job = {x, (const uint16_t*)kc, (const uint16_t*)vc, (const float*)cosv, (const float*)sinv, (float*)out,
                    S, past, C, D, H, G, (S + PREFILL_ROWS - 1) / PREFILL_ROWS,
-                   kern->scale > 0.0f ? kern->scale : 1.0f / sqrtf((float)D), 0};
+                   kern->scale > 0.0f ? kern->scale : 1.0f / sqrtf((float)D), 0, 0};
 #ifdef EDGELM_X86
     job.avx2 = edgelm_isa() >= ISA_AVX2 && D % 8 == 0;
+#endif
+#ifdef EDGELM_ARM
+    job.neon = edgelm_isa() >= ISA_NEON && D % 4 == 0;
 #endif
     const size_t tasks = (size_t)(H * job.row_tasks);
     return FN(api, API_KernelContext_ParallelFor, KernelContextParallelForFn)(ctx, attn_task, tasks, 0, &job);

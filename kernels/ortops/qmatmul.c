@@ -105,6 +105,13 @@ static inline void swiglu_row(const float* gate_up, int64_t k, float* out) {
 
 static void quantize_rows(const float* a, int64_t m, int64_t k, int bits, int32_t zmul, int swiglu, float* tmp,
                           int16_t* qa, int32_t* qz, float* da, float* sa) {
+#ifdef EDGELM_ARM
+    if (edgelm_isa() >= ISA_NEON) {
+        /* SwiGLU stays the portable C: its codes must not move, or the block sums would */
+        QUANTIZE_ROWS_BODY(swiglu_row, edgelm_quantize_block_neon)
+        return;
+    }
+#endif
     QUANTIZE_ROWS_BODY(swiglu_row, quantize_block)
 }
 

@@ -60,5 +60,8 @@ typedef struct Quad {
  * same order: the outputs are bit-identical to it). arch/arm/qmatmul_neon.c. */
 void edgelm_qmm_rows_neon(const Task* t, int64_t n0, int64_t n1);
 void edgelm_qmm_rows_dotprod(const Task* t, int64_t n0, int64_t n1);
+/* quantize_block (qmatmul.c) on NEON, bit-identical: the codes, the scale, the sum. */
+void edgelm_quantize_block_neon(const float* x, int bits, int32_t zmul, int16_t* q, int32_t* qz, float* d_out,
+                                float* sum_out);
 
 #endif

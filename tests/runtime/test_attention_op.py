@@ -150,7 +150,7 @@ def test_matches_group_query_attention_through_prompt_decode_and_rewind() -> Non
     assert _ok(err), err
 
 
-@pytest.mark.parametrize("isa", ["portable", "avx2"])
+@pytest.mark.parametrize("isa", ortops.isa_levels()[:2])  # portable, and AVX2 (x86) or NEON (aarch64)
 def test_each_instruction_set_path_matches(isa: str) -> None:
     code = f"""
 import json, sys

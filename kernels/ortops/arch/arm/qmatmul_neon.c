@@ -82,6 +82,42 @@ void edgelm_qmm_rows_neon(const Task* t, int64_t n0, int64_t n1) {
         for (int64_t r = 0; r < t->m; r++) rows_neon(t, n, r, 1);
 }
 
+/* The portable quantize_block, four lanes at a time, with the same float operations (a
+ * multiply, the round-to-nearest by ROUND_MAGIC, a clamp) so the codes, the scale and the
+ * sum are bit-identical: the block sums of every path stay equal. 4-bit blocks store the
+ * even elements' codes first, then the odd ones' (the order the nibbles unpack): LD2. */
+static inline int16x4_t code4(float32x4_t x, float32x4_t inv, int32x4_t* qsum) {
+    const float32x4_t magic = vdupq_n_f32(ROUND_MAGIC), lim = vdupq_n_f32(32767.0f);
+    float32x4_t v = vsubq_f32(vaddq_f32(vmulq_f32(x, inv), magic), magic);
+    v = vminq_f32(vmaxq_f32(v, vnegq_f32(lim)), lim);
+    const int32x4_t c = vcvtq_s32_f32(v);
+    *qsum = vaddq_s32(*qsum, c);
+    return vmovn_s32(c);
+}
+
+void edgelm_quantize_block_neon(const float* x, int bits, int32_t zmul, int16_t* q, int32_t* qz, float* d_out,
+                                float* sum_out) {
+    float32x4_t amax = vabsq_f32(vld1q_f32(x));
+    for (int i = 4; i < QBLOCK; i += 4) amax = vmaxq_f32(amax, vabsq_f32(vld1q_f32(x + i)));
+    const float d = vmaxvq_f32(amax) / 32767.0f;
+    const float32x4_t inv = vdupq_n_f32(d > 0.0f ? 1.0f / d : 0.0f);
+    int32x4_t qsum = vdupq_n_s32(0);
+    if (bits == 4) {
+        for (int c = 0; c < 4; c++) {
+            const float32x4x2_t eo = vld2q_f32(x + 8 * c); /* elements 8c, 8c+2, ... and 8c+1, 8c+3, ... */
+            vst1_s16(q + 4 * c, code4(eo.val[0], inv, &qsum));
+            vst1_s16(q + 16 + 4 * c, code4(eo.val[1], inv, &qsum));
+        }
+    } else {
+        for (int i = 0; i < QBLOCK; i += 4) vst1_s16(q + i, code4(vld1q_f32(x + i), inv, &qsum));
+    }
+    const int32_t total = vaddvq_s32(qsum);
+    for (int i = 0; i < 8; i++) qz[i] = 0;
+    qz[0] = zmul * total;
+    *d_out = d;
+    *sum_out = d * (float)total;
+}
+
 #else
 typedef int edgelm_no_arm_kernels; /* an empty translation unit is not ISO C */
 #endif

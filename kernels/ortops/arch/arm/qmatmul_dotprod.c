@@ -16,6 +16,8 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
+#include "qmatmul_arm.h"
+
 #if defined(__clang__)
 #define DOTPROD __attribute__((target("dotprod")))
 #else
@@ -28,56 +30,77 @@ DOTPROD static inline void split16(int16x8_t a, int16x8_t b, int8x16_t* hi, uint
     *lo = vcombine_u8(vmovn_u16(vreinterpretq_u16_s16(a)), vmovn_u16(vreinterpretq_u16_s16(b)));
 }
 
-DOTPROD __attribute__((always_inline)) static inline void rows_dotprod(const Task* t, int64_t n, int64_t r, int R) {
-    const int64_t nb = t->kern->k / QBLOCK, nrows = t->kern->n;
-    const int bits = (int)t->kern->bits, bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
-    const int16_t* qa = t->qa + r * nb * QBLOCK;
-    const int32_t* qz = t->qz + r * nb * 8;
-    const float* da = t->da + r * nb;
-    const float* sa = t->sa + r * nb;
-    const uint8x16_t m4 = vdupq_n_u8(15), flip = vdupq_n_u8(128);
-    const int8x16_t ones = vdupq_n_s8(1);
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int64_t b = 0; b < nb; b++) {
-        const int16_t* q = qa + b * QBLOCK;
-        int8x16_t hi0, hi1;
-        uint8x16_t lo0, lo1;
-        split16(vld1q_s16(q), vld1q_s16(q + 8), &hi0, &lo0);
-        split16(vld1q_s16(q + 16), vld1q_s16(q + 24), &hi1, &lo1);
-        const int8x16_t lc0 = vreinterpretq_s8_u8(veorq_u8(lo0, flip)), lc1 = vreinterpretq_s8_u8(veorq_u8(lo1, flip));
-        for (int i = 0; i < R; i++) {
-            const uint8_t* wb = t->codes + ((n + i) * nb + b) * bytes;
-            int32_t s;
-            if (bits == 4) {
-                const uint8x16_t w = vld1q_u8(wb);
-                const uint8x16_t wl = vandq_u8(w, m4), wh = vshrq_n_u8(w, 4);
-                int32x4_t h = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(wl), hi0);
-                h = vdotq_s32(h, vreinterpretq_s8_u8(wh), hi1);
-                uint32x4_t l = vdotq_u32(vdupq_n_u32(0), wl, lo0);
-                l = vdotq_u32(l, wh, lo1);
-                s = 256 * vaddvq_s32(h) + (int32_t)vaddvq_u32(l);
-            } else {
-                const int8x16_t c0 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(wb), flip));
-                const int8x16_t c1 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(wb + 16), flip));
-                int32x4_t h = vdotq_s32(vdotq_s32(vdupq_n_s32(0), c0, hi0), c1, hi1);
-                int32x4_t l = vdotq_s32(vdotq_s32(vdupq_n_s32(0), c0, lc0), c1, lc1);
-                int32x4_t u = vdotq_s32(vdotq_s32(vdupq_n_s32(0), c0, ones), c1, ones);
-                s = 256 * vaddvq_s32(h) + vaddvq_s32(l) + 128 * vaddvq_s32(u);
-            }
-            s += qz[b * 8];
-            acc[i] += (float)s * (half_to_float(t->scales[(n + i) * nb + b]) * da[b]);
-            if (t->mins) acc[i] += half_to_float(t->mins[((n + i) >> 2) * nb * 4 + b * 4 + ((n + i) & 3)]) * sa[b];
-        }
+/* One block's activations, split once and shared by the rows that read them. */
+typedef struct {
+    int8x16_t hi0, hi1, lc0, lc1; /* high bytes; low bytes - 128 (for the 8-bit codes) */
+    uint8x16_t lo0, lo1;          /* low bytes */
+} Split;
+
+DOTPROD static inline Split split_block(const int16_t* q) {
+    Split a;
+    const uint8x16_t flip = vdupq_n_u8(128);
+    split16(vld1q_s16(q), vld1q_s16(q + 8), &a.hi0, &a.lo0);
+    split16(vld1q_s16(q + 16), vld1q_s16(q + 24), &a.hi1, &a.lo1);
+    a.lc0 = vreinterpretq_s8_u8(veorq_u8(a.lo0, flip));
+    a.lc1 = vreinterpretq_s8_u8(veorq_u8(a.lo1, flip));
+    return a;
+}
+
+/* The block sums of row n's block b, in four int32 lanes (their total is the exact sum). */
+DOTPROD static inline int32x4_t sums_dotprod(const Task* t, int64_t n, int64_t nb, int64_t b, int bits,
+                                             const Split* a) {
+    if (bits == 4) {
+        const uint8x16_t w = vld1q_u8(t->codes + (n * nb + b) * (QBLOCK / 2));
+        const uint8x16_t wl = vandq_u8(w, vdupq_n_u8(15)), wh = vshrq_n_u8(w, 4);
+        int32x4_t h = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(wl), a->hi0);
+        h = vdotq_s32(h, vreinterpretq_s8_u8(wh), a->hi1);
+        uint32x4_t l = vdotq_u32(vdupq_n_u32(0), wl, a->lo0);
+        l = vdotq_u32(l, wh, a->lo1);
+        return vmlaq_n_s32(vreinterpretq_s32_u32(l), h, 256);
     }
-    for (int i = 0; i < R; i++) t->y[r * nrows + n + i] = acc[i];
+    const uint8_t* wb = t->codes + (n * nb + b) * QBLOCK;
+    const uint8x16_t flip = vdupq_n_u8(128);
+    const int8x16_t c0 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(wb), flip));
+    const int8x16_t c1 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(wb + 16), flip));
+    const int8x16_t ones = vdupq_n_s8(1);
+    const int32x4_t h = vdotq_s32(vdotq_s32(vdupq_n_s32(0), c0, a->hi0), c1, a->hi1);
+    const int32x4_t l = vdotq_s32(vdotq_s32(vdupq_n_s32(0), c0, a->lc0), c1, a->lc1);
+    const int32x4_t u = vdotq_s32(vdotq_s32(vdupq_n_s32(0), c0, ones), c1, ones);
+    return vmlaq_n_s32(vmlaq_n_s32(l, h, 256), u, 128);
+}
+
+#define LOAD_ACTIVATIONS                                                                               \
+    const int64_t nb = t->kern->k / QBLOCK;                                                            \
+    const int bits = (int)t->kern->bits;                                                               \
+    const int16_t* qa = t->qa + r * nb * QBLOCK;                                                       \
+    const int32_t* qz = t->qz + r * nb * 8;                                                            \
+    const float* da = t->da + r * nb;                                                                  \
+    const float* sa = t->sa + r * nb;
+
+DOTPROD static void rows4_dotprod(const Task* t, int64_t n, int64_t r) {
+    LOAD_ACTIVATIONS
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const Split a = split_block(qa + b * QBLOCK);
+        acc = epilogue4(t, acc, sums_dotprod(t, n, nb, b, bits, &a), sums_dotprod(t, n + 1, nb, b, bits, &a),
+                        sums_dotprod(t, n + 2, nb, b, bits, &a), sums_dotprod(t, n + 3, nb, b, bits, &a), qz[b * 8],
+                        n, nb, b, da[b], sa[b]);
+    }
+    vst1q_f32(t->y + r * t->kern->n + n, acc);
+}
+
+DOTPROD static void row1_dotprod(const Task* t, int64_t n, int64_t r) {
+    LOAD_ACTIVATIONS
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const Split a = split_block(qa + b * QBLOCK);
+        acc = epilogue1(t, acc, vaddvq_s32(sums_dotprod(t, n, nb, b, bits, &a)) + qz[b * 8], n, nb, b, da[b], sa[b]);
+    }
+    t->y[r * t->kern->n + n] = acc;
 }
 
 DOTPROD void edgelm_qmm_rows_dotprod(const Task* t, int64_t n0, int64_t n1) {
-    int64_t n = n0;
-    for (; n + 4 <= n1; n += 4)
-        for (int64_t r = 0; r < t->m; r++) rows_dotprod(t, n, r, 4);
-    for (; n < n1; n++)
-        for (int64_t r = 0; r < t->m; r++) rows_dotprod(t, n, r, 1);
+    EDGELM_ARM_ROWS(rows4_dotprod, row1_dotprod)
 }
 
 #else

@@ -15,6 +15,8 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
+#include "qmatmul_arm.h"
+
 /* acc += codes (4-bit, one 16-byte block) x activations (32 int16, low nibbles first). */
 static inline int32x4_t block_q4(uint8x16_t w, int16x8_t a0, int16x8_t a1, int16x8_t a2, int16x8_t a3) {
     const uint8x16_t lo = vandq_u8(w, vdupq_n_u8(15)), hi = vshrq_n_u8(w, 4);
@@ -50,37 +52,49 @@ static inline int32x4_t block_q8(const uint8_t* wb, int16x8_t a0, int16x8_t a1, 
     return vmlal_high_s16(s, c3, a3);
 }
 
-/* Output rows n .. n + R - 1 (R <= 4, a constant at each call) for activation row r. */
-__attribute__((always_inline)) static inline void rows_neon(const Task* t, int64_t n, int64_t r, int R) {
-    const int64_t nb = t->kern->k / QBLOCK, nrows = t->kern->n;
-    const int bits = (int)t->kern->bits, bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
-    const int16_t* qa = t->qa + r * nb * QBLOCK;
-    const int32_t* qz = t->qz + r * nb * 8;
-    const float* da = t->da + r * nb;
+/* The block sums of one weight row's block b against the activation vectors a0 .. a3. */
+static inline int32x4_t sums_neon(const Task* t, int64_t n, int64_t nb, int64_t b, int bits, int16x8_t a0,
+                                  int16x8_t a1, int16x8_t a2, int16x8_t a3) {
+    const uint8_t* wb = t->codes + (n * nb + b) * (bits == 4 ? QBLOCK / 2 : QBLOCK);
+    return bits == 4 ? block_q4(vld1q_u8(wb), a0, a1, a2, a3) : block_q8(wb, a0, a1, a2, a3);
+}
+
+#define LOAD_ACTIVATIONS                                                                               \
+    const int64_t nb = t->kern->k / QBLOCK;                                                            \
+    const int bits = (int)t->kern->bits;                                                               \
+    const int16_t* qa = t->qa + r * nb * QBLOCK;                                                       \
+    const int32_t* qz = t->qz + r * nb * 8;                                                            \
+    const float* da = t->da + r * nb;                                                                  \
     const float* sa = t->sa + r * nb;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+
+/* Output rows n .. n + 3 for activation row r. */
+static void rows4_neon(const Task* t, int64_t n, int64_t r) {
+    LOAD_ACTIVATIONS
+    float32x4_t acc = vdupq_n_f32(0.0f);
     for (int64_t b = 0; b < nb; b++) {
         const int16_t* q = qa + b * QBLOCK;
         const int16x8_t a0 = vld1q_s16(q), a1 = vld1q_s16(q + 8), a2 = vld1q_s16(q + 16), a3 = vld1q_s16(q + 24);
-        for (int i = 0; i < R; i++) {
-            const uint8_t* wb = t->codes + ((n + i) * nb + b) * bytes;
-            const int32x4_t s4 = bits == 4 ? block_q4(vld1q_u8(wb), a0, a1, a2, a3) : block_q8(wb, a0, a1, a2, a3);
-            const int32_t s = vaddvq_s32(s4) + qz[b * 8];
-            acc[i] += (float)s * (half_to_float(t->scales[(n + i) * nb + b]) * da[b]);
-            if (t->mins) acc[i] += half_to_float(t->mins[((n + i) >> 2) * nb * 4 + b * 4 + ((n + i) & 3)]) * sa[b];
-        }
+        acc = epilogue4(t, acc, sums_neon(t, n, nb, b, bits, a0, a1, a2, a3),
+                        sums_neon(t, n + 1, nb, b, bits, a0, a1, a2, a3), sums_neon(t, n + 2, nb, b, bits, a0, a1, a2, a3),
+                        sums_neon(t, n + 3, nb, b, bits, a0, a1, a2, a3), qz[b * 8], n, nb, b, da[b], sa[b]);
     }
-    for (int i = 0; i < R; i++) t->y[r * nrows + n + i] = acc[i];
+    vst1q_f32(t->y + r * t->kern->n + n, acc);
 }
 
-void edgelm_qmm_rows_neon(const Task* t, int64_t n0, int64_t n1) {
-    int64_t n = n0;
-    /* Four weight rows at a time, every activation row against them while they are in L1. */
-    for (; n + 4 <= n1; n += 4)
-        for (int64_t r = 0; r < t->m; r++) rows_neon(t, n, r, 4);
-    for (; n < n1; n++)
-        for (int64_t r = 0; r < t->m; r++) rows_neon(t, n, r, 1);
+/* Output row n for activation row r. */
+static void row1_neon(const Task* t, int64_t n, int64_t r) {
+    LOAD_ACTIVATIONS
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const int16_t* q = qa + b * QBLOCK;
+        const int32x4_t s = sums_neon(t, n, nb, b, bits, vld1q_s16(q), vld1q_s16(q + 8), vld1q_s16(q + 16),
+                                      vld1q_s16(q + 24));
+        acc = epilogue1(t, acc, vaddvq_s32(s) + qz[b * 8], n, nb, b, da[b], sa[b]);
+    }
+    t->y[r * t->kern->n + n] = acc;
 }
+
+void edgelm_qmm_rows_neon(const Task* t, int64_t n0, int64_t n1) { EDGELM_ARM_ROWS(rows4_neon, row1_neon) }
 
 /* The portable quantize_block, four lanes at a time, with the same float operations (a
  * multiply, the round-to-nearest by ROUND_MAGIC, a clamp) so the codes, the scale and the

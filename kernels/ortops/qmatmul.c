@@ -901,6 +901,9 @@ static OrtStatus* compute(void* kernel, OrtKernelContext* ctx) {
     } else
 #endif
         quantize_rows((const float*)a, m, kern->k, order, zmul, (int)kern->swiglu, tmp, qa, qz, da, sa);
+#ifdef EDGELM_ARM
+    if (edgelm_isa() >= ISA_DOTPROD) edgelm_split_activations_dotprod(qa, m * nb); /* what its rows read */
+#endif
 
     Task t = {kern, a_float, (const uint8_t*)codes, (const uint16_t*)scales, (const uint16_t*)mins, qa, qz, da, sa,
               (float*)y, m, 0, vnni, quads};

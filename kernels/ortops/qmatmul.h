@@ -60,6 +60,8 @@ typedef struct Quad {
  * same order: the outputs are bit-identical to it). arch/arm/qmatmul_neon.c. */
 void edgelm_qmm_rows_neon(const Task* t, int64_t n0, int64_t n1);
 void edgelm_qmm_rows_dotprod(const Task* t, int64_t n0, int64_t n1);
+/* Before edgelm_qmm_rows_dotprod: each block's int16 codes, in place, as its high and low bytes. */
+void edgelm_split_activations_dotprod(int16_t* qa, int64_t blocks);
 /* quantize_block (qmatmul.c) on NEON, bit-identical: the codes, the scale, the sum. */
 void edgelm_quantize_block_neon(const float* x, int bits, int32_t zmul, int16_t* q, int32_t* qz, float* d_out,
                                 float* sum_out);

@@ -17,21 +17,26 @@
 
 #include "qmatmul_arm.h"
 
-/* acc += codes (4-bit, one 16-byte block) x activations (32 int16, low nibbles first). */
+/* The 32 int16 products of a block's widened codes c0 .. c3 with its activations a0 .. a3,
+ * summed in four int32 lanes (SMULL/SMLAL/SMLAL2). */
+static inline int32x4_t dot32_s16(int16x8_t c0, int16x8_t c1, int16x8_t c2, int16x8_t c3, int16x8_t a0,
+                                  int16x8_t a1, int16x8_t a2, int16x8_t a3) {
+    int32x4_t s = vmull_s16(vget_low_s16(c0), vget_low_s16(a0));
+    s = vmlal_high_s16(s, c0, a0);
+    s = vmlal_s16(s, vget_low_s16(c1), vget_low_s16(a1));
+    s = vmlal_high_s16(s, c1, a1);
+    s = vmlal_s16(s, vget_low_s16(c2), vget_low_s16(a2));
+    s = vmlal_high_s16(s, c2, a2);
+    s = vmlal_s16(s, vget_low_s16(c3), vget_low_s16(a3));
+    return vmlal_high_s16(s, c3, a3);
+}
+
+/* codes (4-bit, one 16-byte block) x activations (32 int16, low nibbles first). */
 static inline int32x4_t block_q4(uint8x16_t w, int16x8_t a0, int16x8_t a1, int16x8_t a2, int16x8_t a3) {
     const uint8x16_t lo = vandq_u8(w, vdupq_n_u8(15)), hi = vshrq_n_u8(w, 4);
-    const int16x8_t l0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(lo)));
-    const int16x8_t l1 = vreinterpretq_s16_u16(vmovl_high_u8(lo));
-    const int16x8_t h0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(hi)));
-    const int16x8_t h1 = vreinterpretq_s16_u16(vmovl_high_u8(hi));
-    int32x4_t s = vmull_s16(vget_low_s16(l0), vget_low_s16(a0));
-    s = vmlal_high_s16(s, l0, a0);
-    s = vmlal_s16(s, vget_low_s16(l1), vget_low_s16(a1));
-    s = vmlal_high_s16(s, l1, a1);
-    s = vmlal_s16(s, vget_low_s16(h0), vget_low_s16(a2));
-    s = vmlal_high_s16(s, h0, a2);
-    s = vmlal_s16(s, vget_low_s16(h1), vget_low_s16(a3));
-    return vmlal_high_s16(s, h1, a3);
+    return dot32_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(lo))), vreinterpretq_s16_u16(vmovl_high_u8(lo)),
+                     vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(hi))), vreinterpretq_s16_u16(vmovl_high_u8(hi)),
+                     a0, a1, a2, a3);
 }
 
 /* The same for 8-bit codes (32 bytes, centred: q - 128) against activations in order. */
@@ -42,14 +47,7 @@ static inline int32x4_t block_q8(const uint8_t* wb, int16x8_t a0, int16x8_t a1, 
     const int16x8_t c1 = vreinterpretq_s16_u16(vsubl_high_u8(w0, c));
     const int16x8_t c2 = vreinterpretq_s16_u16(vsubl_u8(vget_low_u8(w1), vget_low_u8(c)));
     const int16x8_t c3 = vreinterpretq_s16_u16(vsubl_high_u8(w1, c));
-    int32x4_t s = vmull_s16(vget_low_s16(c0), vget_low_s16(a0));
-    s = vmlal_high_s16(s, c0, a0);
-    s = vmlal_s16(s, vget_low_s16(c1), vget_low_s16(a1));
-    s = vmlal_high_s16(s, c1, a1);
-    s = vmlal_s16(s, vget_low_s16(c2), vget_low_s16(a2));
-    s = vmlal_high_s16(s, c2, a2);
-    s = vmlal_s16(s, vget_low_s16(c3), vget_low_s16(a3));
-    return vmlal_high_s16(s, c3, a3);
+    return dot32_s16(c0, c1, c2, c3, a0, a1, a2, a3);
 }
 
 /* The block sums of one weight row's block b against the activation vectors a0 .. a3. */

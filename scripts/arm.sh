@@ -59,7 +59,10 @@ if [ ! -f "$stamp" ]; then
     (cd "$debs" && apt-get download -qq $(for p in $SYSROOT_PKGS; do echo "$p:arm64"; done) $SYSROOT_ALL_PKGS)
     for d in "$debs"/*.deb; do dpkg -x "$d" "$SYSROOT"; done
     # qemu-user shows the guest the host's /proc/cpuinfo (x86 format), on which onnxruntime's
-    # cpuinfo crashes at import; -L SYSROOT makes the guest read this file instead.
+    # cpuinfo crashes at import; -L SYSROOT makes the guest read this file instead. It lists
+    # -cpu max's features whatever -cpu says: edgelm's own probe reads getauxval, which qemu
+    # fills per emulated core (the lane checks cortex-a72 and a76 get neon and dotprod), but
+    # stock ONNX Runtime kernels should only be run at -cpu max.
     mkdir -p "$SYSROOT/proc"
     {
         for i in 0 1; do

@@ -244,6 +244,13 @@ class SourceInfo:
         return {"kind": self.kind, "name": self.name, **self.info}
 
 
+def _check_schema(version: int) -> int:
+    if version != SCHEMA_VERSION:
+        raise ManifestError(f"manifest schema_version {version} is not supported "
+                            f"(this edgelm reads {SCHEMA_VERSION}); export the model again with this edgelm")
+    return version
+
+
 @dataclass(frozen=True)
 class Manifest:
     schema_version: int
@@ -262,9 +269,7 @@ class Manifest:
     export_seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.schema_version != SCHEMA_VERSION:
-            raise ManifestError(f"manifest schema_version {self.schema_version} is not supported "
-                                f"(this edgelm reads {SCHEMA_VERSION}); export the model again with this edgelm")
+        _check_schema(self.schema_version)
         if "total" not in self.weights_bytes:
             raise ManifestError("weights_bytes.total: missing")
         n = self.architecture.num_layers
@@ -300,10 +305,7 @@ class Manifest:
     def from_dict(cls, d: Any) -> Manifest:
         """Parse and check a manifest; a ManifestError names the first bad field."""
         f = Fields(d, "", ManifestError)
-        version = f.integer("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ManifestError(f"manifest schema_version {version} is not supported "
-                                f"(this edgelm reads {SCHEMA_VERSION}); export the model again with this edgelm")
+        version = _check_schema(f.integer("schema_version"))  # before the rest, whose shape it decides
         arch = Architecture.from_dict(f.sub("architecture").data)
         wb = f.sub("weights_bytes")
         v = f.opt_sub("verification")

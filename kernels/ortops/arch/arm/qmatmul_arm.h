@@ -44,6 +44,14 @@ static inline float epilogue1(const Task* t, float acc, int32_t s, int64_t n, in
     return acc;
 }
 
+/* Activation row r's quantized codes, zero-point terms, scales and sums, in a row kernel. */
+#define LOAD_ACTIVATIONS                                \
+    const int64_t nb = t->kern->k / QBLOCK;             \
+    const int16_t* qa = t->qa + r * nb * QBLOCK;        \
+    const int32_t* qz = t->qz + r * nb * 8;             \
+    const float* da = t->da + r * nb;                   \
+    const float* sa = t->sa + r * nb;
+
 /* Rows n0 .. n1 - 1 for every activation row: groups of four weight rows (every activation
  * row against them while they are in L1), then single rows, with the given block kernels. */
 #define EDGELM_ARM_ROWS(ROWS4, ROW1)                                  \

@@ -85,13 +85,6 @@ DOTPROD static inline int32x4_t sums_q8(const uint8_t* wb, const Split* a) {
     return vmlaq_n_s32(vmlaq_n_s32(l, h, 256), u, 128);
 }
 
-#define LOAD_ACTIVATIONS                                                                               \
-    const int64_t nb = t->kern->k / QBLOCK;                                                            \
-    const int16_t* qa = t->qa + r * nb * QBLOCK;                                                       \
-    const int32_t* qz = t->qz + r * nb * 8;                                                            \
-    const float* da = t->da + r * nb;                                                                  \
-    const float* sa = t->sa + r * nb;
-
 /* Rows n .. n + 3 against activation row r, for codes of BYTES a block and their SUMS kernel:
  * the four rows' code pointers walk the blocks (the bit width is a constant per loop). */
 #define ROWS4_LOOP(BYTES, SUMS)                                                                       \

@@ -57,17 +57,10 @@ static inline int32x4_t sums_neon(const Task* t, int64_t n, int64_t nb, int64_t 
     return bits == 4 ? block_q4(vld1q_u8(wb), a0, a1, a2, a3) : block_q8(wb, a0, a1, a2, a3);
 }
 
-#define LOAD_ACTIVATIONS                                                                               \
-    const int64_t nb = t->kern->k / QBLOCK;                                                            \
-    const int bits = (int)t->kern->bits;                                                               \
-    const int16_t* qa = t->qa + r * nb * QBLOCK;                                                       \
-    const int32_t* qz = t->qz + r * nb * 8;                                                            \
-    const float* da = t->da + r * nb;                                                                  \
-    const float* sa = t->sa + r * nb;
-
 /* Output rows n .. n + 3 for activation row r. */
 static void rows4_neon(const Task* t, int64_t n, int64_t r) {
     LOAD_ACTIVATIONS
+    const int bits = (int)t->kern->bits;
     float32x4_t acc = vdupq_n_f32(0.0f);
     for (int64_t b = 0; b < nb; b++) {
         const int16_t* q = qa + b * QBLOCK;
@@ -82,6 +75,7 @@ static void rows4_neon(const Task* t, int64_t n, int64_t r) {
 /* Output row n for activation row r. */
 static void row1_neon(const Task* t, int64_t n, int64_t r) {
     LOAD_ACTIVATIONS
+    const int bits = (int)t->kern->bits;
     float acc = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
         const int16_t* q = qa + b * QBLOCK;

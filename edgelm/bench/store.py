@@ -104,14 +104,8 @@ class ResultsStore:
             why = "no space left (or the file-size limit reached)" if e.errno in NO_SPACE_ERRNOS else e.strerror
             raise StoreError(f"could not store the run in {self.path}: {why}; the store is unchanged") from e
 
-    def _read_bytes(self, fd: int | None = None) -> bytes:
+    def _read_bytes(self, fd: int) -> bytes:
         try:
-            if fd is None:
-                if not self.path.exists():
-                    return b""
-                if self.path.stat().st_size > MAX_STORE_BYTES:
-                    raise StoreError(f"the results store {self.path} is larger than 1 GiB: not a results store?")
-                return self.path.read_bytes()
             size = os.fstat(fd).st_size
             if size > MAX_STORE_BYTES:
                 raise StoreError(f"the results store {self.path} is larger than 1 GiB: not a results store?")
@@ -120,7 +114,16 @@ class ResultsStore:
             raise StoreError(f"cannot read the results store {self.path}: {e.strerror or e}") from e
 
     def read(self) -> list[BenchRecord]:
-        return self._parse(self._read_bytes())
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise StoreError(f"cannot read the results store {self.path}: {e.strerror or e}") from e
+        try:
+            return self._parse(self._read_bytes(fd))
+        finally:
+            os.close(fd)
 
     def _parse(self, data: bytes) -> list[BenchRecord]:
         lines = data.split(b"\n")

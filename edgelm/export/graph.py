@@ -42,6 +42,7 @@ from ..manifest import LINEAR_KERNELS as KERNELS
 from ..manifest import kv_dtype_for
 from ..runtime.ortops import DOMAIN as EDGELM_DOMAIN
 from ..runtime.ortops import OP_TYPE as EDGELM_OP
+from ..runtime.session import io_names
 from .quantize import QuantizedWeight
 
 __all__ = ["build_model", "OPSET", "KERNELS", "io_names", "interleave_offsets", "kernel_blocks", "to_half"]
@@ -78,19 +79,6 @@ def kernel_blocks(w: QuantizedWeight) -> tuple[np.ndarray, np.ndarray | None]:
         return scales, None
     mins = w.offsets.astype(np.float64) - w.zero_point * w.scales.astype(np.float64)
     return scales, interleave_offsets(to_half(mins, "mins"))
-
-
-def io_names(num_layers: int) -> dict[str, Any]:
-    return {
-        "input_ids": "input_ids",
-        "seqlens_k": "seqlens_k",
-        "total_sequence_length": "total_sequence_length",
-        "past_key": [f"past_key_values.{i}.key" for i in range(num_layers)],
-        "past_value": [f"past_key_values.{i}.value" for i in range(num_layers)],
-        "present_key": [f"present.{i}.key" for i in range(num_layers)],
-        "present_value": [f"present.{i}.value" for i in range(num_layers)],
-        "logits": "logits",
-    }
 
 
 class _Builder:

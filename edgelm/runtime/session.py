@@ -18,7 +18,22 @@ import numpy as np
 from ..errors import RuntimeLoadError
 from . import ortops
 
-__all__ = ["DecoderSession", "SessionInfo"]
+__all__ = ["DecoderSession", "SessionInfo", "io_names"]
+
+
+def io_names(num_layers: int) -> dict[str, Any]:
+    """The decoder graph's input and output names: what export names them (the manifest's
+    ``io``) and what this runtime binds, in one place."""
+    return {
+        "input_ids": "input_ids",
+        "seqlens_k": "seqlens_k",
+        "total_sequence_length": "total_sequence_length",
+        "past_key": [f"past_key_values.{i}.key" for i in range(num_layers)],
+        "past_value": [f"past_key_values.{i}.value" for i in range(num_layers)],
+        "present_key": [f"present.{i}.key" for i in range(num_layers)],
+        "present_value": [f"present.{i}.value" for i in range(num_layers)],
+        "logits": "logits",
+    }
 
 
 def _one_line(e: BaseException, limit: int = 300) -> str:
@@ -44,11 +59,12 @@ class SessionInfo:
         return cls(arch.num_layers, arch.num_kv_heads, arch.head_dim, arch.vocab_size, arch.max_context, kv_dtype)
 
     def input_names(self) -> list[str]:
-        return ["input_ids", "seqlens_k", "total_sequence_length"] + [
-            f"past_key_values.{i}.{k}" for i in range(self.num_layers) for k in ("key", "value")]
+        n = io_names(self.num_layers)
+        return [n["input_ids"], n["seqlens_k"], n["total_sequence_length"], *n["past_key"], *n["past_value"]]
 
     def output_names(self) -> list[str]:
-        return ["logits"] + [f"present.{i}.{k}" for i in range(self.num_layers) for k in ("key", "value")]
+        n = io_names(self.num_layers)
+        return [n["logits"], *n["present_key"], *n["present_value"]]
 
 
 def _check_graph(session: Any, info: SessionInfo, path: Path) -> None:
@@ -115,14 +131,15 @@ class DecoderSession:
         self.kv_dtype = np.dtype(info.kv_dtype)
         self._cache = []
         self.binding = self.session.io_binding()
+        names = io_names(info.num_layers)
         for i in range(info.num_layers):
             for kind in ("key", "value"):
                 # np.full touches every page: the cache is committed at load, not at the first
                 # long conversation (an app should fail to start, not run out of memory later).
                 buf = ort.OrtValue.ortvalue_from_numpy(np.full(shape, 0.0, self.kv_dtype))
                 self._cache.append(buf)
-                self.binding.bind_ortvalue_input(f"past_key_values.{i}.{kind}", buf)
-                self.binding.bind_ortvalue_output(f"present.{i}.{kind}", buf)
+                self.binding.bind_ortvalue_input(names[f"past_{kind}"][i], buf)
+                self.binding.bind_ortvalue_output(names[f"present_{kind}"][i], buf)
         self._logits = np.zeros((1, 1, info.vocab_size), np.float32)
         self.binding.bind_output("logits", "cpu", 0, np.float32, list(self._logits.shape),
                                  self._logits.ctypes.data)

@@ -12,6 +12,7 @@ directly, so the device side needs no template engine for them.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -72,7 +73,9 @@ class _TemplateTimeout(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=1)
 def _sandbox() -> Any:
+    """The one sandboxed environment (jinja2 is imported only when a template renders)."""
     from jinja2.exceptions import SecurityError, TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -96,6 +99,12 @@ def _sandbox() -> Any:
     env.globals["raise_exception"] = raise_exception
     env.filters["tojson"] = lambda x, indent=None: json.dumps(x, ensure_ascii=False, indent=indent)
     return env
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(template: str) -> Any:
+    """A template compiled once (a chat renders the same one every turn)."""
+    return _sandbox().from_string(template)
 
 
 def _render_with_deadline(render: Any, seconds: float) -> str:
@@ -132,7 +141,7 @@ def render_chat(template: str | None, messages: list[dict[str, Any]], *, add_gen
         marker = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
         return _chatml(messages, marker if marker in template else None)
     try:
-        compiled = _sandbox().from_string(template)
+        compiled = _compiled(template)
         text = _render_with_deadline(
             lambda: compiled.render(messages=messages, add_generation_prompt=add_generation_prompt), seconds)
     except _TemplateTimeout:

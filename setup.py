@@ -34,15 +34,15 @@ extensions = [
 ]
 
 # A plain shared library that ONNX Runtime loads by path (register_custom_ops_library); it has
-# no Python entry point and is never imported. Its AVX2 / AVX-512 (x86) and NEON / dotprod
-# (aarch64, arch/arm/) kernels are chosen at run time (isa.c); on other CPUs those files are empty.
+# no Python entry point and is never imported. Its kernels for AVX2 / AVX-512 (arch/x86/) and
+# NEON / dotprod (arch/arm/) carry their own target attributes and are chosen at run time
+# (kernels.c's table, from isa.c's probe), so one build runs on every CPU of its architecture;
+# on other CPUs those files are empty.
+ORTOPS = Path("kernels/ortops")
 ortops = Extension(
     "edgelm._ortops",
-    ["kernels/ortops/isa.c", "kernels/ortops/qmatmul.c", "kernels/ortops/attention.c",
-     "kernels/ortops/arch/arm/qmatmul_neon.c", "kernels/ortops/arch/arm/qmatmul_dotprod.c",
-     "kernels/ortops/arch/arm/attention_neon.c"],
-    depends=["kernels/ortops/ortabi.h", "kernels/ortops/isa.h", "kernels/ortops/qmatmul.h", "kernels/ortops/attention.h",
-             "kernels/ortops/shared_math.h"],
+    sorted(str(p) for p in [*ORTOPS.glob("*.c"), *ORTOPS.glob("arch/*/*.c")]),
+    depends=sorted(str(p) for p in [*ORTOPS.glob("*.h"), *ORTOPS.glob("arch/*/*.h")]),
     extra_compile_args=(["-O3"] if not DEBUG else ["-O0", "-g"]) + ["-std=c11", "-fvisibility=hidden"],
     libraries=["m"],
 )

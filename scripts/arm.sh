@@ -128,7 +128,7 @@ EXT=".cpython-311-aarch64-linux-gnu.so"
 # The same flags as setup.py: -O3, no FP contraction (the same bits on every machine).
 $CC -O3 -ffp-contract=off -fPIC -shared $PYINC $NPINC -I"$ROOT/kernels" -DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION \
     "$BUILD/_sampling.c" -o "$STAGE/edgelm/_kernels/_sampling$EXT"
-$CC -O3 -std=c11 -fvisibility=hidden -fPIC -shared "$ROOT"/kernels/ortops/*.c "$ROOT"/kernels/ortops/arch/arm/*.c \
+$CC -O3 -std=c11 -fvisibility=hidden -fPIC -shared "$ROOT"/kernels/ortops/*.c "$ROOT"/kernels/ortops/arch/*/*.c \
     -lm -o "$STAGE/edgelm/_ortops$EXT"
 file "$STAGE/edgelm/_ortops$EXT" | grep -q "ARM aarch64" || { say "the operator library is not aarch64"; exit 1; }
 cd "$STAGE"

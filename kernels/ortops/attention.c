@@ -24,6 +24,7 @@
  * tokens); scores and sums stay float32.
  */
 #include "attention.h"
+#include "kernels.h"
 #include "ortabi.h"
 #include "shared_math.h"
 
@@ -44,8 +45,7 @@ typedef struct {
     float* out;
     int64_t s, past, cap, d, heads, kv_heads, row_tasks;
     float scale;
-    int avx2; /* x86: the AVX2 rows (d a multiple of 8) */
-    int neon; /* aarch64: the NEON rows (d a multiple of 4) */
+    AttendRowFn attend_row; /* the kernel table's */
 } AttnJob;
 
 /* Rotary embedding of one head vector at position p (non-interleaved halves), times mul. */
@@ -59,108 +59,6 @@ static inline void rotate(const float* x, const float* cos_c, const float* sin_c
         y[i + half] = (x[i + half] * c[i] + x[i] * s[i]) * mul;
     }
 }
-
-/* One query row against keys 0 .. n-1 of one KV head: out = softmax(q K^T) V. */
-static void attend_row(const float* q, const uint16_t* k, const uint16_t* v, int64_t n, int64_t d, float* out) {
-    float acc[MAX_HEAD_DIM];
-    float sc[KEY_CHUNK];
-    float m = -INFINITY, l = 0.0f;
-    for (int64_t i = 0; i < d; i++) acc[i] = 0.0f;
-    for (int64_t j0 = 0; j0 < n; j0 += KEY_CHUNK) {
-        const int64_t jn = n - j0 < KEY_CHUNK ? n - j0 : KEY_CHUNK;
-        float cm = -INFINITY;
-        for (int64_t j = 0; j < jn; j++) {
-            const uint16_t* kr = k + (j0 + j) * d;
-            float dot = 0.0f;
-            for (int64_t i = 0; i < d; i++) dot += q[i] * half_to_float(kr[i]);
-            sc[j] = dot;
-            cm = dot > cm ? dot : cm;
-        }
-        if (cm > m) { /* rescale what was summed under the old maximum */
-            const float f = m == -INFINITY ? 0.0f : exp_nonpos(m - cm);
-            for (int64_t i = 0; i < d; i++) acc[i] *= f;
-            l *= f;
-            m = cm;
-        }
-        for (int64_t j = 0; j < jn; j++) {
-            const float w = exp_nonpos(sc[j] - m);
-            const uint16_t* vr = v + (j0 + j) * d;
-            l += w;
-            for (int64_t i = 0; i < d; i++) acc[i] += w * half_to_float(vr[i]);
-        }
-    }
-    const float inv = 1.0f / l;
-    for (int64_t i = 0; i < d; i++) out[i] = acc[i] * inv;
-}
-
-#ifdef EDGELM_X86
-__attribute__((target("avx2,fma,f16c"))) static inline float hsum_avx2(__m256 v) {
-    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_add_ss(x, _mm_movehdup_ps(x));
-    return _mm_cvtss_f32(x);
-}
-
-/* attend_row with eight lanes; d a multiple of 8 (the head dims of 64 and 128 unroll). */
-#define LOAD8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(p)))
-
-__attribute__((target("avx2,fma,f16c"))) static inline void attend_row_avx2_d(const float* q, const uint16_t* k,
-                                                                             const uint16_t* v, int64_t n,
-                                                                             const int64_t d, float* out) {
-    __m256 acc[MAX_HEAD_DIM / 8], qv[MAX_HEAD_DIM / 8];
-    float sc[KEY_CHUNK];
-    float m = -INFINITY, l = 0.0f;
-    const int64_t dv = d / 8;
-    for (int64_t c = 0; c < dv; c++) {
-        acc[c] = _mm256_setzero_ps();
-        qv[c] = _mm256_loadu_ps(q + 8 * c);
-    }
-    for (int64_t j0 = 0; j0 < n; j0 += KEY_CHUNK) {
-        const int64_t jn = n - j0 < KEY_CHUNK ? n - j0 : KEY_CHUNK;
-        for (int64_t j = 0; j < jn; j++) {
-            const uint16_t* kr = k + (j0 + j) * d;
-            __m256 s0 = _mm256_mul_ps(qv[0], LOAD8(kr));
-            __m256 s1 = _mm256_setzero_ps();
-            for (int64_t c = 1; c + 1 < dv; c += 2) {
-                s1 = _mm256_fmadd_ps(qv[c], LOAD8(kr + 8 * c), s1);
-                s0 = _mm256_fmadd_ps(qv[c + 1], LOAD8(kr + 8 * c + 8), s0);
-            }
-            if ((dv & 1) == 0) s1 = _mm256_fmadd_ps(qv[dv - 1], LOAD8(kr + 8 * (dv - 1)), s1);
-            sc[j] = hsum_avx2(_mm256_add_ps(s0, s1));
-        }
-        float cm = -INFINITY;
-        for (int64_t j = 0; j < jn; j++) cm = sc[j] > cm ? sc[j] : cm;
-        if (cm > m) {
-            const float f = m == -INFINITY ? 0.0f : exp_nonpos(m - cm);
-            const __m256 fv = _mm256_set1_ps(f);
-            for (int64_t c = 0; c < dv; c++) acc[c] = _mm256_mul_ps(acc[c], fv);
-            l *= f;
-            m = cm;
-        }
-        int64_t j = 0;
-        const __m256 mv = _mm256_set1_ps(m);
-        for (; j + 8 <= jn; j += 8) _mm256_storeu_ps(sc + j, exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(sc + j), mv)));
-        for (; j < jn; j++) sc[j] = exp_nonpos(sc[j] - m);
-        for (j = 0; j < jn; j++) {
-            const uint16_t* vr = v + (j0 + j) * d;
-            const __m256 w = _mm256_set1_ps(sc[j]);
-            l += sc[j];
-            for (int64_t c = 0; c < dv; c++) acc[c] = _mm256_fmadd_ps(w, LOAD8(vr + 8 * c), acc[c]);
-        }
-    }
-    const __m256 inv = _mm256_set1_ps(1.0f / l);
-    for (int64_t c = 0; c < dv; c++) _mm256_storeu_ps(out + 8 * c, _mm256_mul_ps(acc[c], inv));
-}
-
-__attribute__((target("avx2,fma,f16c"))) static void attend_row_avx2(const float* q, const uint16_t* k,
-                                                                    const uint16_t* v, int64_t n, int64_t d,
-                                                                    float* out) {
-    if (d == 64)
-        attend_row_avx2_d(q, k, v, n, 64, out);
-    else
-        attend_row_avx2_d(q, k, v, n, d, out);
-}
-#endif
 
 static void attn_task(void* data, size_t index) {
     const AttnJob* job = (const AttnJob*)data;
@@ -176,47 +74,8 @@ static void attn_task(void* data, size_t index) {
     for (int64_t r = r0; r < r1; r++) {
         const int64_t p = job->past + r;
         rotate(job->qkv + r * width + h * d, job->cos_c, job->sin_c, p, d, job->scale, q);
-        float* out = job->out + (r * job->heads + h) * d;
-#ifdef EDGELM_X86
-        if (job->avx2) {
-            attend_row_avx2(q, k, v, p + 1, d, out);
-            continue;
-        }
-#endif
-#ifdef EDGELM_ARM
-        if (job->neon) {
-            edgelm_attend_row_neon(q, k, v, p + 1, d, out);
-            continue;
-        }
-#endif
-        attend_row(q, k, v, p + 1, d, out);
+        job->attend_row(q, k, v, p + 1, d, job->out + (r * job->heads + h) * d);
     }
-}
-
-/* A row of the cache: float to float16 (F16C where the CPU has it; the same rounding). */
-#ifdef EDGELM_X86
-__attribute__((target("avx2,fma,f16c"))) static void to_half_f16c(const float* x, int64_t n, uint16_t* y) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i*)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) y[i] = float_to_half(x[i]);
-}
-#endif
-
-static void to_half(const float* x, int64_t n, uint16_t* y) {
-#ifdef EDGELM_X86
-    if (edgelm_isa() >= ISA_AVX2) {
-        to_half_f16c(x, n, y);
-        return;
-    }
-#endif
-#ifdef EDGELM_ARM
-    if (edgelm_isa() >= ISA_NEON) {
-        edgelm_to_half_neon(x, n, y);
-        return;
-    }
-#endif
-    for (int64_t i = 0; i < n; i++) y[i] = float_to_half(x[i]);
 }
 
 static OrtStatus* dims_of(const OrtApi* api, const OrtValue* val, int64_t* dims, size_t* ndim, int64_t* count) {
@@ -226,6 +85,7 @@ static OrtStatus* dims_of(const OrtApi* api, const OrtValue* val, int64_t* dims,
 static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
     const AttnKernel* kern = (const AttnKernel*)kernel;
     const OrtApi* api = kern->api;
+    const OpKernels* ops = edgelm_kernels();
     KernelContextGetInputFn get_input = FN(api, API_KernelContext_GetInput, KernelContextGetInputFn);
     GetTensorMutableDataFn data = FN(api, API_GetTensorMutableData, GetTensorMutableDataFn);
     const OrtValue* in[7];
@@ -286,19 +146,13 @@ static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
     for (int64_t r = 0; r < S; r++)
         for (int64_t g = 0; g < G; g++) {
             rotate(x + r * width + (H + g) * D, (const float*)cosv, (const float*)sinv, past + r, D, 1.0f, krot);
-            to_half(krot, D, (uint16_t*)kc + (g * C + past + r) * D);
-            to_half(x + r * width + (H + G + g) * D, D, (uint16_t*)vc + (g * C + past + r) * D);
+            ops->to_half(krot, D, (uint16_t*)kc + (g * C + past + r) * D);
+            ops->to_half(x + r * width + (H + G + g) * D, D, (uint16_t*)vc + (g * C + past + r) * D);
         }
 
     AttnJob job = {x, (const uint16_t*)kc, (const uint16_t*)vc, (const float*)cosv, (const float*)sinv, (float*)out,
                    S, past, C, D, H, G, (S + PREFILL_ROWS - 1) / PREFILL_ROWS,
-                   kern->scale > 0.0f ? kern->scale : 1.0f / sqrtf((float)D), 0, 0};
-#ifdef EDGELM_X86
-    job.avx2 = edgelm_isa() >= ISA_AVX2 && D % 8 == 0;
-#endif
-#ifdef EDGELM_ARM
-    job.neon = edgelm_isa() >= ISA_NEON && D % 4 == 0;
-#endif
+                   kern->scale > 0.0f ? kern->scale : 1.0f / sqrtf((float)D), ops->attend_row};
     const size_t tasks = (size_t)(H * job.row_tasks);
     return FN(api, API_KernelContext_ParallelFor, KernelContextParallelForFn)(ctx, attn_task, tasks, 0, &job);
 }

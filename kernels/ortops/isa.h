@@ -3,7 +3,7 @@
  * edgelm_isa(). Levels are ordered within an architecture:
  *   x86-64   portable < avx2 (AVX2 + FMA + F16C) < avx512 (F, BW, VL, VNNI)
  *   aarch64  portable < neon (Advanced SIMD, every armv8-a core) < dotprod (SDOT, armv8.2-a+)
- *            < i8mm (SMMLA, armv8.6-a+; its kernels are dotprod's for now)
+ *            < i8mm (SMMLA, armv8.6-a+: prefill rows; decode is dotprod's)
  * EDGELM_ORTOPS_PORTABLE=1 is the older spelling of EDGELM_ORTOPS_ISA=portable. */
 #ifndef EDGELM_ISA_H
 #define EDGELM_ISA_H

@@ -10,13 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define EDGELM_X86 1
-#elif defined(__aarch64__)
-#define EDGELM_ARM 1
-#endif
-
 /* ---- ONNX Runtime C ABI (the subset used; indices into OrtApi's function table) ---- */
 
 typedef struct OrtStatus OrtStatus;

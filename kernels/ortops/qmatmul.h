@@ -1,5 +1,6 @@
-/* BlockQuantMatMul's types, shared by qmatmul.c (the ONNX Runtime plumbing, the portable
- * reference and the x86 kernels) and the per-architecture kernel files (arch/arm/). */
+/* BlockQuantMatMul's types and kernels, shared by qmatmul.c (the ONNX Runtime plumbing),
+ * qmatmul_generic.c (the portable reference) and the per-architecture kernel files
+ * (arch/x86/, arch/arm/). Which kernels a call runs is kernels.c's table. */
 #ifndef EDGELM_QMATMUL_H
 #define EDGELM_QMATMUL_H
 #include <stdint.h>
@@ -38,6 +39,7 @@ typedef struct {
     int64_t rows_per_task;
     int vnni;                 /* activations are in the AVX-512 decode layout (see Quad) */
     const struct Quad* quads; /* its per-row, per-four-block terms (4-bit) */
+    const struct OpKernels* ops; /* the kernel table (kernels.h) */
 } Task;
 
 /* The AVX-512 decode layout (decode rows, N a multiple of 4, a CPU with AVX-512 VNNI).
@@ -55,14 +57,43 @@ typedef struct Quad {
     float s[16];   /* the same for its activation sum (what the mins multiply) */
 } Quad;
 
-/* Rows n0 .. n1 - 1 of the output for every activation row, from the quantized activations
- * (exact int32 block sums, then the same float scaling as the portable dot_scalar, in the
- * same order: the outputs are bit-identical to it). arch/arm/qmatmul_neon.c. */
+/* The kernels, per instruction set (kernels.h says what each entry of the table does). */
+void edgelm_quantize_rows_portable(const float* a, int64_t m, int64_t k, int order, int32_t zmul, int swiglu,
+                                   float* tmp, int16_t* qa, int32_t* qz, float* da, float* sa);
+void edgelm_swiglu_row_portable(const float* gate_up, int64_t k, float* out);
+void edgelm_qmm_rows_portable(const Task* t, int64_t n0, int64_t n1);
+void edgelm_qmm_float_rows_portable(const Task* t, int64_t n0, int64_t n1);
+
+/* x86-64 (arch/x86/): AVX2 + FMA + F16C, and AVX-512 VNNI. */
+void edgelm_quantize_rows_avx2(const float* a, int64_t m, int64_t k, int order, int32_t zmul, int swiglu, float* tmp,
+                               int16_t* qa, int32_t* qz, float* da, float* sa);
+void edgelm_swiglu_row_avx2(const float* gate_up, int64_t k, float* out);
+void edgelm_qmm_rows_avx2(const Task* t, int64_t n0, int64_t n1);
+int edgelm_prefill_rows_avx2(const Task* t, int64_t n0, int64_t n1);
+/* What the AVX-512 prefill shares with the AVX2 one: the task's weight rows dequantized
+ * into this thread's buffer (NULL when it cannot be had), and 1 to 8 activation rows
+ * against one dequantized weight row. */
+float* edgelm_dequantize_rows_avx2(const Task* t, int64_t n0, int64_t n1);
+void edgelm_rows_float_avx2(const Task* t, const float* wrow, int64_t n, int64_t r, int rows);
+void edgelm_arrange_avx512(int16_t* qa, const int32_t* qz, const float* da, const float* sa, Quad* quads, int64_t m,
+                           int64_t nb, int64_t nq);
+void edgelm_qmm_rows_avx512(const Task* t, int64_t n0, int64_t n1);
+int edgelm_prefill_rows_avx512(const Task* t, int64_t n0, int64_t n1);
+
+/* aarch64 (arch/arm/): rows n0 .. n1 - 1 of the output for every activation row, from the
+ * quantized activations (exact int32 block sums, then the same float scaling as the
+ * portable dot_scalar, in the same order: the outputs are bit-identical to it). */
+void edgelm_quantize_rows_neon(const float* a, int64_t m, int64_t k, int order, int32_t zmul, int swiglu, float* tmp,
+                               int16_t* qa, int32_t* qz, float* da, float* sa);
 void edgelm_qmm_rows_neon(const Task* t, int64_t n0, int64_t n1);
 void edgelm_qmm_rows_dotprod(const Task* t, int64_t n0, int64_t n1);
-/* Before edgelm_qmm_rows_dotprod: each block's int16 codes, in place, as its high and low bytes. */
-void edgelm_split_activations_dotprod(int16_t* qa, int64_t blocks);
-/* quantize_block (qmatmul.c) on NEON, bit-identical: the codes, the scale, the sum. */
+/* Four activation rows at a time by SMMLA / USMMLA (prefill), on dotprod's split activations. */
+void edgelm_qmm_rows_i8mm(const Task* t, int64_t n0, int64_t n1);
+/* Before edgelm_qmm_rows_dotprod: each block's int16 codes, in place, as its high and low
+ * bytes (the arrange entry's signature; only qa and m x nb are used). */
+void edgelm_arrange_dotprod(int16_t* qa, const int32_t* qz, const float* da, const float* sa, Quad* quads, int64_t m,
+                            int64_t nb, int64_t nq);
+/* quantize_block (qmatmul_generic.c) on NEON, bit-identical: the codes, the scale, the sum. */
 void edgelm_quantize_block_neon(const float* x, int bits, int32_t zmul, int16_t* q, int32_t* qz, float* d_out,
                                 float* sum_out);
 

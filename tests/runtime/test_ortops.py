@@ -196,7 +196,7 @@ import test_ortops as t
 from edgelm.runtime import ortops
 out = {{"isa": ortops.active_isa()}}
 for kind in ("q4_offsets", "q4_sym", "q8_sym", "q8_offsets"):
-    for m in (1, 3, 9):
+    for m in (1, 3, 6, 9):
         for n, k in ((70, 96), (8, 160), (33, 64)):
             w = t._weights(kind, n, k, seed=n + k); a = t._activations(m, k, seed=m)
             y = t._session(t._model(w), threads=2).run(None, {{"A": a}})[0]
@@ -214,13 +214,15 @@ def _outputs_at(isa: str) -> dict[str, list[int]]:
 
 @pytest.mark.skipif(not _ARM, reason="the NEON and dotprod kernels exist on aarch64 only")
 def test_arm_paths_are_bit_identical_to_the_portable_path() -> None:
-    """NEON (SMLAL) and dotprod (SDOT/UDOT on split activation bytes) compute the same int32
-    block sums as the portable C and scale them in its order: every output bit for bit, for
-    4- and 8-bit codes with and without mins, decode and prefill rows, N not a multiple of 4.
-    Each level must really run (the CPU may lack one: then the test says so and fails)."""
+    """NEON (SMLAL), dotprod (SDOT/UDOT on split activation bytes) and i8mm (SMMLA/USMMLA,
+    four activation rows a pass, the rest dotprod's) compute the same int32 block sums as
+    the portable C and scale them in its order: every output bit for bit, for 4- and 8-bit
+    codes with and without mins, decode and prefill rows (M = 6, 9: a pass of four and the
+    rows after it), N not a multiple of 4. Each level must really run (the CPU may lack one:
+    then the test says so and fails; the lane runs it under qemu -cpu max)."""
     ref = _outputs_at("portable")
     assert ref.pop("isa") == "portable"
-    for isa in ("neon", "dotprod"):
+    for isa in ("neon", "dotprod", "i8mm"):
         got = _outputs_at(isa)
         assert got.pop("isa") == isa, f"EDGELM_ORTOPS_ISA={isa} did not take effect on this CPU"
         bad = [key for key in ref if ref[key] != got[key]]

@@ -15,7 +15,8 @@
 
 static inline float32x4_t load_half4(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
 
-void edgelm_attend_row_neon(const float* q, const uint16_t* k, const uint16_t* v, int64_t n, int64_t d, float* out) {
+/* d a multiple of 4 */
+static void attend_row4(const float* q, const uint16_t* k, const uint16_t* v, int64_t n, int64_t d, float* out) {
     float32x4_t acc[MAX_HEAD_DIM / 4], qv[MAX_HEAD_DIM / 4];
     float sc[KEY_CHUNK];
     float m = -INFINITY, l = 0.0f;
@@ -57,6 +58,13 @@ void edgelm_attend_row_neon(const float* q, const uint16_t* k, const uint16_t* v
     }
     const float32x4_t inv = vdupq_n_f32(1.0f / l);
     for (int64_t c = 0; c < dv; c++) vst1q_f32(out + 4 * c, vmulq_f32(acc[c], inv));
+}
+
+void edgelm_attend_row_neon(const float* q, const uint16_t* k, const uint16_t* v, int64_t n, int64_t d, float* out) {
+    if (d % 4)
+        edgelm_attend_row_portable(q, k, v, n, d, out);
+    else
+        attend_row4(q, k, v, n, d, out);
 }
 
 void edgelm_to_half_neon(const float* x, int64_t n, uint16_t* y) {

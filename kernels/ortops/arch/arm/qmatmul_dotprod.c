@@ -9,7 +9,7 @@
  * are the same int32 block sums, and the float scaling is dot_scalar's, in its order: the
  * outputs are bit-identical to the portable path's (a test). Four dot instructions a 4-bit
  * block (16 byte products each) instead of eight widening multiply-accumulates. The split
- * is made once per call, in place (edgelm_split_activations_dotprod), before the rows run.
+ * is made once per call, in place (edgelm_arrange_dotprod), before the rows run.
  */
 #include "../../qmatmul.h"
 #include "../../shared_math.h"
@@ -34,7 +34,7 @@ DOTPROD static inline void split16(int16x8_t a, int16x8_t b, int8x16_t* hi, uint
 /* The activation codes of the call, split in place before any row reads them: each block's
  * 32 int16 codes (64 bytes) become [high bytes 0-15 | low bytes 0-15 | high 16-31 | low
  * 16-31], the same 64 bytes, so a block's activations are four loads for every row group. */
-DOTPROD void edgelm_split_activations_dotprod(int16_t* qa, int64_t blocks) {
+DOTPROD static void split_activations(int16_t* qa, int64_t blocks) {
     for (int64_t b = 0; b < blocks; b++) {
         int16_t* q = qa + b * QBLOCK;
         int8x16_t hi0, hi1;
@@ -126,6 +126,12 @@ DOTPROD static void row1_dotprod(const Task* t, int64_t n, int64_t r) {
 
 DOTPROD void edgelm_qmm_rows_dotprod(const Task* t, int64_t n0, int64_t n1) {
     EDGELM_ARM_ROWS(rows4_dotprod, row1_dotprod)
+}
+
+void edgelm_arrange_dotprod(int16_t* qa, const int32_t* qz, const float* da, const float* sa, Quad* quads, int64_t m,
+                            int64_t nb, int64_t nq) {
+    (void)qz, (void)da, (void)sa, (void)quads, (void)nq;
+    split_activations(qa, m * nb);
 }
 
 #else

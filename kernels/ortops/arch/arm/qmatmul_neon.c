@@ -1,6 +1,6 @@
 /* BlockQuantMatMul on aarch64 Advanced SIMD (every armv8-a core: Cortex-A53/A55 up).
  *
- * The same arithmetic as the portable dot_scalar in qmatmul.c: per 32-block, the exact
+ * The same arithmetic as the portable dot_scalar in qmatmul_generic.c: per 32-block, the exact
  * int32 sum of the weight codes times the int16 activation codes (plus the zero-point term
  * qz), then `acc += s * (scale * d_a)` and `acc += min * sum_a` in float, block by block in
  * the same order, so every output is bit-identical to the portable path's (a test). The
@@ -9,7 +9,7 @@
  * and centred with USUBL. Four weight rows share each activation load (the activations are
  * 64 bytes a block against 16 of 4-bit codes, so unshared they would be most of the loads).
  */
-#include "../../qmatmul.h"
+#include "../../qmatmul_ref.h"
 #include "../../shared_math.h"
 
 #if defined(__aarch64__)
@@ -122,6 +122,12 @@ void edgelm_quantize_block_neon(const float* x, int bits, int32_t zmul, int16_t*
     qz[0] = zmul * total;
     *d_out = d;
     *sum_out = d * (float)total;
+}
+
+/* SwiGLU stays the portable C: its values must not move, or the codes and block sums would. */
+void edgelm_quantize_rows_neon(const float* a, int64_t m, int64_t k, int bits, int32_t zmul, int swiglu, float* tmp,
+                               int16_t* qa, int32_t* qz, float* da, float* sa) {
+    QUANTIZE_ROWS_BODY(edgelm_swiglu_row_portable, edgelm_quantize_block_neon)
 }
 
 #else

@@ -100,8 +100,8 @@ def teacher_forced(session: DecoderSession, ids: list[int], prefill: int) -> np.
     """Next-token logits at positions ``prefill - 1 .. len(ids) - 2``: the first ``prefill``
     tokens as one prefill, then one token a step through the KV cache (the decode path)."""
     session.reset()
-    rows = [session.step(ids[:prefill]).copy()]
-    rows += [session.step(ids[t:t + 1]).copy() for t in range(prefill, len(ids) - 1)]
+    rows = [session.step(ids[:prefill])]
+    rows += [session.step(ids[t:t + 1]) for t in range(prefill, len(ids) - 1)]
     return np.stack(rows)
 
 

@@ -41,9 +41,9 @@ import sys
 import edgelm
 m = edgelm.load(sys.argv[1], threads=2, context=int(sys.argv[2]))
 prompt = m.encode("Once upon a time, in a village by the sea, " * 40)[:int(sys.argv[3])]
-m.session.step(prompt)
+m.session.step(prompt, copy=False)
 for _ in range(16):
-    m.session.step([1])
+    m.session.step([1], copy=False)
 from edgelm.bench.runner import peak_rss_bytes
 print(peak_rss_bytes())
 """

@@ -91,7 +91,7 @@ class Model:
         self.session.rewind(common)
         self._cached_ids = held[:common]
         self.reused_tokens = common
-        logits = self.session.step(ids[common:])
+        logits = self.session.step(ids[common:], copy=False)
         self._cached_ids = list(ids)
         return logits
 
@@ -136,7 +136,7 @@ class Model:
                 yield text[emitted:safe]
                 emitted = safe
             if len(out) < budget and self.session.length < self.context:
-                logits = self.session.step([tok])
+                logits = self.session.step([tok], copy=False)
                 self._cached_ids.append(tok)
             else:
                 break

@@ -162,9 +162,11 @@ class DecoderSession:
             raise ValueError(f"cannot rewind to {length} tokens: the cache holds {self.length}")
         self.length = length
 
-    def step(self, token_ids: np.ndarray | list[int]) -> np.ndarray:
-        """Append ``token_ids`` to the sequence and return the next-token logits (a view,
-        overwritten by the next call)."""
+    def step(self, token_ids: np.ndarray | list[int], copy: bool = True) -> np.ndarray:
+        """Append ``token_ids`` to the sequence and return the next-token logits, ``[vocab]``
+        float32: a new array, or with ``copy=False`` a read-only view of the buffer the
+        session binds, valid only until the next step (which overwrites it; the decode loops
+        use it to skip a copy of the vocabulary per token)."""
         ids = np.ascontiguousarray(np.asarray(token_ids, dtype=np.int64).reshape(1, -1))
         n = ids.shape[1]
         if n == 0:
@@ -182,4 +184,8 @@ class DecoderSession:
         except Exception as e:  # an operator's error (bad tensors in a hostile graph, say)
             raise RuntimeLoadError(f"ONNX Runtime failed while running the model: {_one_line(e)}") from e
         self.length += n
-        return self._logits[0, 0]
+        if copy:
+            return self._logits[0, 0].copy()
+        view = self._logits[0, 0].view()
+        view.flags.writeable = False
+        return view

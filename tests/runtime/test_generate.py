@@ -120,3 +120,21 @@ def test_a_different_prompt_rewinds_the_cache(tiny_fp32: Path) -> None:
     assert model.reused_tokens == 3
     fresh = edgelm.load(tiny_fp32, threads=1, context=128)
     assert fresh.generate("abcXYZ", max_new_tokens=5) == b and isinstance(a, str)
+
+
+def test_step_results_can_be_kept(tiny_fp32: Path) -> None:
+    """step() returns a new array each call: a caller keeping the prefill's logits and the
+    next steps' gets each step's own (the bound buffer used to be returned, so every kept row
+    became the last step's). The zero-copy view the decode loops use is read-only."""
+    model = edgelm.load(tiny_fp32, threads=1, context=128)
+    ids = model.encode("keep these rows")
+    s = model.session
+    kept = [s.step(ids)] + [s.step([t]) for t in (5, 6, 7)]
+    s.reset()
+    fresh = [s.step(ids).copy()] + [s.step([t]).copy() for t in (5, 6, 7)]
+    for a, b in zip(kept, fresh):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(kept[0], kept[-1])
+    view = s.step([8], copy=False)
+    with pytest.raises(ValueError):
+        view[0] = 0.0

@@ -132,7 +132,7 @@ def test_step_results_can_be_kept(tiny_fp32: Path) -> None:
     kept = [s.step(ids)] + [s.step([t]) for t in (5, 6, 7)]
     s.reset()
     fresh = [s.step(ids).copy()] + [s.step([t]).copy() for t in (5, 6, 7)]
-    for a, b in zip(kept, fresh):
+    for a, b in zip(kept, fresh, strict=True):
         assert np.array_equal(a, b)
     assert not np.array_equal(kept[0], kept[-1])
     view = s.step([8], copy=False)

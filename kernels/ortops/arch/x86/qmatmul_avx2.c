@@ -100,16 +100,9 @@ TARGET_AVX2 static inline void load_codes(const uint8_t* w, int bits, __m256i* l
 /* Four weight rows against one activation row: each activation block is loaded once. */
 TARGET_AVX2 static void dot4_avx2(const Task* t, int64_t n, int64_t r, float* out,
                                                          int64_t stride) {
-    const int64_t nb = t->kern->k / QBLOCK;
     const int bits = (int)t->kern->bits;
     const int bytes = bits == 4 ? QBLOCK / 2 : QBLOCK;
-    const int16_t* qa = t->qa + r * nb * QBLOCK;
-    const int32_t* qz = t->qz + r * nb * 8;
-    const float* da = t->da + r * nb;
-    const uint8_t* w = t->codes + n * nb * bytes;
-    const uint16_t* sc = t->scales + n * nb;
-    const float* sa = t->sa + r * nb;
-    const uint16_t* off = t->mins ? t->mins + (n >> 2) * nb * 4 : NULL;
+    FOUR_ROW_POINTERS(bytes)
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     __m128 corr = _mm_setzero_ps();
     /* The next four rows, two cache lines a block: the head (8-bit, 28 MB for SmolLM2) streams

@@ -43,15 +43,8 @@ enum { PAIRS_Q4 = 0, PAIRS_Q8 = 1, PAIRS_U8 = 2 };
 /* Blocks b0 .. nb - 1 of four rows, two a step, added to c[0..3]. */
 TARGET_AVX512 __attribute__((always_inline)) static inline void pairs_avx512(const Task* t, int64_t n, int64_t r,
                                                                             int64_t b0, const int mode, float* c) {
-    const int64_t nb = t->kern->k / QBLOCK;
     const int bytes = mode == PAIRS_Q4 ? QBLOCK / 2 : QBLOCK;
-    const int16_t* qa = t->qa + r * nb * QBLOCK;
-    const int32_t* qz = t->qz + r * nb * 8;
-    const float* da = t->da + r * nb;
-    const uint8_t* w = t->codes + n * nb * bytes;
-    const uint16_t* sc = t->scales + n * nb;
-    const float* sa = t->sa + r * nb;
-    const uint16_t* off = t->mins ? t->mins + (n >> 2) * nb * 4 : NULL;
+    FOUR_ROW_POINTERS(bytes)
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     __m128 corr = _mm_setzero_ps();
     const char* next = (const char*)(w + 4 * nb * bytes);

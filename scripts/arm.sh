@@ -114,23 +114,24 @@ mkdir -p "$STAGE"
 (cd "$ROOT" && tar --exclude=.git --exclude=.venv --exclude=models --exclude=reports --exclude=build \
     --exclude='*.so' --exclude='__pycache__' --exclude='.pytest_cache' --exclude='.mypy_cache' \
     --exclude='.ruff_cache' --exclude='.hypothesis' --exclude='*.egg-info' -cf - .) | (cd "$STAGE" && tar -xf -)
-CC=aarch64-linux-gnu-gcc
-PYINC="-I$SYSROOT/usr/include/python3.11 -I$SYSROOT/usr/include"
-NPINC="-I$SITE/numpy/_core/include"
-BUILD="$CACHE/build"
-mkdir -p "$BUILD"
-# Cython writes portable C; the host's Cython (from .venv, set up by _env.sh) is enough.
-CYTHON="${EDGELM_CYTHON:-$ROOT/.venv/bin/cython}"
-[ -x "$CYTHON" ] || CYTHON="$(command -v cython)"
-"$CYTHON" -3 -X boundscheck=False -X wraparound=False -X cdivision=True -X initializedcheck=False \
-    -I "$ROOT/kernels" -o "$BUILD/_sampling.c" "$ROOT/kernels/_sampling.pyx"
+# setup.py itself builds both parts, as `pip install .` does on an aarch64 board, with the
+# guest interpreter's build configuration: its _sysconfigdata names aarch64-linux-gnu-gcc
+# and the aarch64 extension suffix, and the sysroot supplies its Python headers. The host's
+# Cython and numpy headers write portable C (numpy 2's headers target its oldest supported
+# API, so the guest's numpy loads the result).
+XC="$CACHE/cross"
+rm -rf "$XC" && mkdir -p "$XC"
+cp "$SYSROOT/usr/lib/python3.11/_sysconfigdata__aarch64-linux-gnu.py" "$XC/"
+(cd "$STAGE" && env -u PYTHONPATH _PYTHON_HOST_PLATFORM=linux-aarch64 \
+    _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__aarch64-linux-gnu PYTHONPATH="$XC" \
+    CFLAGS="-I$SYSROOT/usr/include/python3.11 -I$SYSROOT/usr/include" \
+    "$ROOT/.venv/bin/python" setup.py -q build_ext --inplace >"$XC/build.log" 2>&1) \
+    || { tail -20 "$XC/build.log" >&2; say "setup.py could not cross-build edgelm for aarch64"; exit 1; }
+rm -rf "$STAGE/build"
 EXT=".cpython-311-aarch64-linux-gnu.so"
-# The same flags as setup.py: -O3, no FP contraction (the same bits on every machine).
-$CC -O3 -ffp-contract=off -fPIC -shared $PYINC $NPINC -I"$ROOT/kernels" -DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION \
-    "$BUILD/_sampling.c" -o "$STAGE/edgelm/_kernels/_sampling$EXT"
-$CC -O3 -std=c11 -fvisibility=hidden -fPIC -shared "$ROOT"/kernels/ortops/*.c "$ROOT"/kernels/ortops/arch/*/*.c \
-    -lm -o "$STAGE/edgelm/_ortops$EXT"
-file "$STAGE/edgelm/_ortops$EXT" | grep -q "ARM aarch64" || { say "the operator library is not aarch64"; exit 1; }
+for so in "$STAGE/edgelm/_ortops$EXT" "$STAGE/edgelm/_kernels/_sampling$EXT"; do
+    file "$so" | grep -q "ARM aarch64" || { say "$so is not an aarch64 build"; exit 1; }
+done
 cd "$STAGE"
 "$PYWRAP" -c "from edgelm.runtime import ortops; from edgelm.sampling import Sampler; import numpy as np; \
 print('[arm] edgelm imports; operators at', ortops.library_path(), 'running', ortops.active_isa()); from edgelm.sampling import GREEDY; print('[arm] greedy draw', Sampler(10, GREEDY).sample(np.arange(10, dtype=np.float32)))" >&2

@@ -6,32 +6,34 @@
 
 #include "isa.h"
 
+/* Level 0 on every architecture. */
+#define PORTABLE_LEVEL                                                                                        \
+    {edgelm_quantize_rows_portable, 0, NULL, edgelm_qmm_rows_portable, NULL, edgelm_swiglu_row_portable, \
+     edgelm_attend_row_portable, edgelm_to_half_portable}
+
 #if defined(__x86_64__) || defined(__i386__)
 static const OpKernels levels[] = {
-    {"portable", edgelm_quantize_rows_portable, 0, NULL, edgelm_qmm_rows_portable, NULL, edgelm_swiglu_row_portable,
-     edgelm_attend_row_portable, edgelm_to_half_portable},
-    {"avx2", edgelm_quantize_rows_avx2, 0, NULL, edgelm_qmm_rows_avx2, edgelm_prefill_rows_avx2,
+    PORTABLE_LEVEL,
+    {edgelm_quantize_rows_avx2, 0, NULL, edgelm_qmm_rows_avx2, edgelm_prefill_rows_avx2,
      edgelm_swiglu_row_avx2, edgelm_attend_row_avx2, edgelm_to_half_avx2},
-    {"avx512", edgelm_quantize_rows_avx2, 1, edgelm_arrange_avx512, edgelm_qmm_rows_avx512,
+    {edgelm_quantize_rows_avx2, 1, edgelm_arrange_avx512, edgelm_qmm_rows_avx512,
      edgelm_prefill_rows_avx512, edgelm_swiglu_row_avx2, edgelm_attend_row_avx2, edgelm_to_half_avx2},
 };
 #elif defined(__aarch64__)
 /* No float prefill on Arm (yet): prefill quantizes its rows like decode, which keeps every
  * Arm output bit-identical to the portable path's. */
 static const OpKernels levels[] = {
-    {"portable", edgelm_quantize_rows_portable, 0, NULL, edgelm_qmm_rows_portable, NULL, edgelm_swiglu_row_portable,
-     edgelm_attend_row_portable, edgelm_to_half_portable},
-    {"neon", edgelm_quantize_rows_neon, 0, NULL, edgelm_qmm_rows_neon, NULL, edgelm_swiglu_row_portable,
+    PORTABLE_LEVEL,
+    {edgelm_quantize_rows_neon, 0, NULL, edgelm_qmm_rows_neon, NULL, edgelm_swiglu_row_portable,
      edgelm_attend_row_neon, edgelm_to_half_neon},
-    {"dotprod", edgelm_quantize_rows_neon, 0, edgelm_arrange_dotprod, edgelm_qmm_rows_dotprod, NULL,
+    {edgelm_quantize_rows_neon, 0, edgelm_arrange_dotprod, edgelm_qmm_rows_dotprod, NULL,
      edgelm_swiglu_row_portable, edgelm_attend_row_neon, edgelm_to_half_neon},
-    {"i8mm", edgelm_quantize_rows_neon, 0, edgelm_arrange_dotprod, edgelm_qmm_rows_i8mm, NULL,
+    {edgelm_quantize_rows_neon, 0, edgelm_arrange_dotprod, edgelm_qmm_rows_i8mm, NULL,
      edgelm_swiglu_row_portable, edgelm_attend_row_neon, edgelm_to_half_neon},
 };
 #else
 static const OpKernels levels[] = {
-    {"portable", edgelm_quantize_rows_portable, 0, NULL, edgelm_qmm_rows_portable, NULL, edgelm_swiglu_row_portable,
-     edgelm_attend_row_portable, edgelm_to_half_portable},
+    PORTABLE_LEVEL,
 };
 #endif
 

@@ -10,8 +10,8 @@
 #include "attention.h"
 #include "qmatmul.h"
 
+/* One row per level (isa.h orders and names them). */
 typedef struct OpKernels {
-    const char* name; /* the level: "portable", "avx2", "avx512", "neon", "dotprod", "i8mm" */
     /* M rows of K activations (of 2K = [gate | up], SwiGLU first, with swiglu) to int16
      * codes per 32-block in `order` (4: even elements then odd; 8: natural), with each
      * block's zero-point term (zmul x the sum of its codes), scale and scaled sum. */

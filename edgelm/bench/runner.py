@@ -25,6 +25,7 @@ from .. import __version__
 from ..errors import EdgeLMError
 from ..manifest import MANIFEST_NAME, read_manifest
 from ..profiler.devices import get_profile
+from ..profiler.energy import bench_context, estimate_energy
 from ..sampling import SamplingParams
 from .meters import Meter, find_meter
 from .record import BenchDevice, BenchEnergy, BenchModel, BenchRecord, BenchSettings
@@ -150,22 +151,19 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
         j = statistics.median(r["energy_j"] for r in results) / (new_tokens - 1)
         energy = BenchEnergy(j, f"measured:{m.name}", idle_power_w=idle_w)
     else:
-        from ..profiler.energy import bytes_per_token
-
         dev = get_profile(estimate_device)
-        kv_bytes = manifest.kv_dtype.itemsize
-        nbytes = bytes_per_token(manifest.architecture, manifest.weights_bytes["total"], prompt_tokens + new_tokens // 2,
-                                 kv_bytes)
-        j = dev.active_power_w * s_per_token + nbytes * 8 * dev.dram_energy_pj_per_bit * 1e-12
-        energy = BenchEnergy(j, "estimated", estimate_device=dev.id,
-                             method="profile active power x measured time per token + DRAM energy of the bytes read")
+        est = estimate_energy(manifest.architecture, dev, manifest.weights_bytes["total"],
+                              context_tokens=bench_context(prompt_tokens, new_tokens), kv_dtype=manifest.kv_dtype,
+                              seconds_per_token=s_per_token)
+        energy = BenchEnergy(est.joules_per_token, "estimated", estimate_device=dev.id,
+                             method="edgelm profile's energy model at the measured time per token")
     manifest_sha = hashlib.sha256((folder / MANIFEST_NAME).read_bytes()).hexdigest()
     ttft_ms = statistics.median(r["ttft_s"] for r in results) * 1e3
     return BenchRecord(
         time_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         model=BenchModel(str(folder.resolve()), manifest.source.name, manifest_sha,
                          manifest.quantization.mode.value, manifest.parameter_count, manifest.weights_bytes["total"],
-                         manifest.kv_dtype.value, manifest.architecture),
+                         manifest.kv_dtype, manifest.architecture),
         device=BenchDevice("local", as_profile, platform.machine(), platform.system(), platform.node()),
         settings=BenchSettings(prompt_tokens, new_tokens, runs, warmup, threads, params),
         ttft_ms=ttft_ms,

@@ -17,10 +17,10 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..arch import Architecture
+from ..arch import Architecture, KVDtype
 from ..errors import ProfileError
 from .devices import DeviceProfile
-from .energy import OVERHEAD_S_PER_LAYER, bytes_per_token, estimate_energy
+from .energy import OVERHEAD_S_PER_LAYER, bench_context, bytes_per_token, estimate_energy
 
 if TYPE_CHECKING:
     from ..bench.record import BenchRecord
@@ -52,11 +52,11 @@ def _usable(records: list[BenchRecord], device: DeviceProfile) -> list[BenchReco
             and not r.energy.charging and r.energy.joules_per_token > 0]
 
 
-def _errors(device: DeviceProfile, runs: list[tuple[Architecture, float, int, float, float, int]]
+def _errors(device: DeviceProfile, runs: list[tuple[Architecture, float, int, float, float, KVDtype]]
             ) -> tuple[float, float]:
     e_err, s_err = [], []
-    for arch, wbytes, ctx, j_meas, tps_meas, kvb in runs:
-        est = estimate_energy(arch, device, wbytes, context_tokens=ctx, kv_bytes_per_value=kvb)
+    for arch, wbytes, ctx, j_meas, tps_meas, kv in runs:
+        est = estimate_energy(arch, device, wbytes, context_tokens=ctx, kv_dtype=kv)
         e_err.append(abs(est.joules_per_token - j_meas) / j_meas)
         s_err.append(abs(est.decode_tokens_per_s - tps_meas) / tps_meas)
     return statistics.mean(e_err), statistics.mean(s_err)
@@ -69,14 +69,13 @@ def calibrate(device: DeviceProfile, records: list[BenchRecord]) -> Calibration:
                            f"(--device adb:SERIAL, or --as-profile {device.id} on the device itself) first")
     runs = []
     for r in usable:
-        ctx = r.settings.prompt_tokens + r.settings.new_tokens // 2
-        kvb = 2 if r.model.kv_dtype == "float16" else 4  # runs stored before kv_dtype: float32
+        ctx = bench_context(r.settings.prompt_tokens, r.settings.new_tokens)
         runs.append((r.model.architecture, float(r.model.weights_bytes), ctx, r.energy.joules_per_token,
-                     r.decode_tokens_per_s, kvb))
+                     r.decode_tokens_per_s, r.model.kv_dtype))
     fractions, num, den = [], 0.0, 0.0
-    for arch, wbytes, ctx, j, tps, kvb in runs:
+    for arch, wbytes, ctx, j, tps, kv in runs:
         t = 1.0 / tps
-        nbytes = bytes_per_token(arch, wbytes, ctx, kvb)
+        nbytes = bytes_per_token(arch, wbytes, ctx, kv)
         t_mem = t - arch.num_layers * OVERHEAD_S_PER_LAYER
         if t_mem > 0:
             fractions.append(min(1.0, nbytes / (device.peak_bandwidth_bps * t_mem)))

@@ -39,10 +39,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..arch import Architecture
+from ..arch import Architecture, KVDtype
 from .devices import DeviceProfile
 
-__all__ = ["EnergyEstimate", "estimate_energy", "bytes_per_token", "E_OP_PJ"]
+__all__ = ["EnergyEstimate", "estimate_energy", "bytes_per_token", "bench_context", "E_OP_PJ"]
 
 E_OP_PJ = 0.2
 COMPUTE_MACS_PER_CORE_HZ = 16
@@ -88,11 +88,17 @@ class EnergyEstimate:
         return d
 
 
-def bytes_per_token(arch: Architecture, weights_bytes: float, context_tokens: int, kv_bytes_per_value: int = 4
-                    ) -> float:
+def bench_context(prompt_tokens: int, new_tokens: int) -> int:
+    """The context a benchmark's decode reads on average: the prompt and half the new
+    tokens (bench's estimate and calibration's fit both evaluate the model there)."""
+    return prompt_tokens + new_tokens // 2
+
+
+def bytes_per_token(arch: Architecture, weights_bytes: float, context_tokens: int,
+                    kv_dtype: KVDtype | str = KVDtype.FLOAT32) -> float:
     """Weights streamed once per token (a tied table is read once, by the head: the
     embedding reads one row) plus the KV cache read at ``context_tokens``."""
-    return weights_bytes + arch.kv_cache_bytes(context_tokens, kv_bytes_per_value)
+    return weights_bytes + arch.kv_cache_bytes(context_tokens, kv_dtype)
 
 
 def macs_per_token(arch: Architecture, context_tokens: int) -> float:
@@ -102,14 +108,20 @@ def macs_per_token(arch: Architecture, context_tokens: int) -> float:
 
 
 def estimate_energy(arch: Architecture, device: DeviceProfile, weights_bytes: float,
-                    context_tokens: int = 512, kv_bytes_per_value: int = 4) -> EnergyEstimate:
-    nbytes = bytes_per_token(arch, weights_bytes, context_tokens, kv_bytes_per_value)
+                    context_tokens: int = 512, kv_dtype: KVDtype | str = KVDtype.FLOAT32,
+                    seconds_per_token: float | None = None) -> EnergyEstimate:
+    """The model above. With ``seconds_per_token`` (a measured decode speed, as ``edgelm
+    bench`` has) that time replaces the modelled one in the SoC term; the DRAM and
+    arithmetic terms do not depend on it."""
+    nbytes = bytes_per_token(arch, weights_bytes, context_tokens, kv_dtype)
     macs = macs_per_token(arch, context_tokens)
     t_mem = nbytes / device.sustained_bandwidth_bps
     cores = min(DECODE_THREADS, device.cpu_cores)
     rate = cores * (device.max_frequency_hz or DEFAULT_FREQUENCY_HZ) * COMPUTE_MACS_PER_CORE_HZ
     t_compute = macs / rate
-    t = max(t_mem, t_compute) + arch.num_layers * OVERHEAD_S_PER_LAYER
+    if seconds_per_token is not None and not seconds_per_token > 0:
+        raise ValueError(f"seconds_per_token must be positive, got {seconds_per_token}")
+    t = seconds_per_token or max(t_mem, t_compute) + arch.num_layers * OVERHEAD_S_PER_LAYER
     soc = device.active_power_w * t
     dram = nbytes * 8 * device.dram_energy_pj_per_bit * 1e-12
     compute = macs * E_OP_PJ * 1e-12

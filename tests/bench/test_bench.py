@@ -27,10 +27,11 @@ def test_bench_json_history_compare(tiny_int4: Path, tmp_path: Path, capsys: pyt
             "--store", store, "--json"]
     assert main(args) == 0
     r = json.loads(capsys.readouterr().out)
-    for key in ("ttft_ms", "decode_tokens_per_s", "peak_rss_bytes", "prefill_tokens_per_s", "load_s",
-                "sampling_share", "decode_tokens_per_s_p10", "decode_tokens_per_s_p90"):
-        assert r[key] > 0, key
-    assert r["energy"]["source"] == "estimated" and r["energy"]["joules_per_token"] > 0
+    assert 0 < r["decode_tokens_per_s_p10"] <= r["decode_tokens_per_s"] <= r["decode_tokens_per_s_p90"]
+    assert r["prefill_tokens_per_s"] == pytest.approx(16 / (r["ttft_ms"] / 1e3), rel=1e-9)
+    assert 0 < r["sampling_share"] < 1 and 0 < r["load_s"] < 60
+    assert 20e6 < r["peak_rss_bytes"] < 24e9  # bytes (a kB/byte mix-up would fall outside)
+    assert r["energy"]["source"] == "estimated" and r["settings"]["runs"] == 2
     assert main(args) == 0
     capsys.readouterr()
     assert main(["bench", "--history", "--store", store]) == 0
@@ -50,3 +51,23 @@ def test_bench_errors_are_one_line(tiny_int4: Path, tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "corrupt at line 1" in err[0]
     assert bad.read_text() == "garbage\n"
+
+
+def test_bench_estimate_is_the_profile_model_at_the_measured_speed(tiny_int4: Path) -> None:
+    """``edgelm bench`` without a meter estimates J/token with ``edgelm profile``'s energy
+    model (SoC power x time + DRAM + arithmetic), the modelled time replaced by the measured
+    one: the same figure, not a second formula."""
+    from edgelm.bench.runner import bench
+    from edgelm.profiler.devices import get_profile
+    from edgelm.profiler.energy import bench_context
+    from edgelm.profiler.report import profile_model
+
+    r = bench(tiny_int4, prompt_tokens=8, new_tokens=8, runs=3, warmup=0, threads=1, meter=None,
+              estimate_device="pixel-8-pro")
+    dev = get_profile("pixel-8-pro")
+    model = profile_model(str(tiny_int4), dev, context=bench_context(8, 8)).energy
+    seconds = 1 / r.decode_tokens_per_s  # three runs: the median time is the median speed's inverse
+    want = dev.active_power_w * seconds + model.dram_joules_per_token + model.compute_joules_per_token
+    assert model.compute_joules_per_token > 0
+    assert r.energy.joules_per_token == pytest.approx(want, rel=1e-9)
+    assert r.energy.estimate_device == "pixel-8-pro" and not r.energy.measured

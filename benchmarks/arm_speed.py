@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     bandwidth = read_bandwidth_bps()
     m = read_manifest(folders["edgelm"])
     per_token = bytes_per_token(m.architecture, m.weights_bytes["total"], args.prompt_tokens + args.new_tokens // 2,
-                                m.kv_dtype.itemsize)
+                                m.kv_dtype)
     rows: list[dict[str, Any]] = []
     for name, r in runs.items():
         decode = statistics.median(x[1] for x in r)

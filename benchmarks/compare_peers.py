@@ -216,7 +216,7 @@ def edgelm_bytes_per_token(folder: Path, context_tokens: int) -> int:
     read = wb["total"] - wb.get("rotary_tables", 0)
     if not m.architecture.tie_word_embeddings:
         read -= wb.get("embeddings", 0)
-    return int(bytes_per_token(m.architecture, read, context_tokens, m.kv_dtype.itemsize))
+    return int(bytes_per_token(m.architecture, read, context_tokens, m.kv_dtype))
 
 
 def read_bandwidth(threads: int, mb: int = 256, repeats: int = 4) -> float:

@@ -23,8 +23,8 @@ from edgelm.export.pipeline import prepare_weights
 from edgelm.export.quantize import QuantizedWeight, pack_codes
 from edgelm.export.sources import load_source
 from edgelm.export.verify import verify_model
-from edgelm.manifest import Quant, kv_dtype_for
-from edgelm.runtime.session import DecoderSession, SessionInfo
+from edgelm.manifest import Quant
+from edgelm.runtime.session import DecoderSession
 
 
 def integer_zero_points(w: QuantizedWeight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,21 +79,21 @@ def main() -> None:
     weights, _ = prepare_weights(src, Quant.INT4)
     cos, sin = src.rope_cos_sin(512)
     a = src.arch
-    # Both graphs use edgelm's Attention operator (the builder's default kernel): a float16 cache.
-    info = dataclasses.replace(SessionInfo.of(a, kv_dtype_for("edgelm")), max_context=512)
+    a = dataclasses.replace(a, max_context=512)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, builder in (("exact Q4_1 (offsets)", None), ("integer zero points", IntegerZeroPointBuilder)):
             path = Path(tmp) / f"{len(results)}.onnx"
-            onnx.save(G.build_model(a, weights, cos, sin, builder=builder), str(path), save_as_external_data=True,
-                      location=path.name + ".data")
-            session = DecoderSession(path, info, context=args.steps + 130, threads=args.threads)
+            model = G.build_model(a, weights, cos, sin, builder=builder)
+            io = G.graph_io(a, model)
+            onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
+            session = DecoderSession(path, a, io, context=args.steps + 130, threads=args.threads)
             session.step(list(range(100, 228)))
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 session.step([5])
             tps = args.steps / (time.perf_counter() - t0)
-            v = verify_model(path, info, src.model, src.tokenizer_dir / "tokenizer.json", Quant.INT4,
+            v = verify_model(path, a, io, src.model, src.tokenizer_dir / "tokenizer.json", Quant.INT4,
                              threads=args.threads)
             results[label] = (tps, v.top1_agreement, v.mean_kl)
     base = results["exact Q4_1 (offsets)"]

@@ -13,7 +13,20 @@ from typing import Any
 
 from .errors import ManifestError
 
-__all__ = ["Family", "Architecture", "ARCH_PRESETS", "SUPPORTED_MODEL_TYPES"]
+__all__ = ["Family", "KVDtype", "kv_bytes_per_value", "Architecture", "ARCH_PRESETS", "REFERENCE_SHAPES",
+           "SUPPORTED_MODEL_TYPES", "fit_ffn", "shape_for_params"]
+
+
+class KVDtype(str, Enum):
+    """The KV cache's element type (the manifest's ``io.kv_dtype``)."""
+
+    FLOAT16 = "float16"
+    FLOAT32 = "float32"
+
+
+def kv_bytes_per_value(kv_dtype: KVDtype | str) -> int:
+    """Bytes of one K or V value: the one place the KV dtype becomes a size."""
+    return 2 if KVDtype(kv_dtype) is KVDtype.FLOAT16 else 4
 
 
 class Family(str, Enum):
@@ -98,9 +111,14 @@ class Architecture:
         head = 0 if self.tie_word_embeddings else self.vocab_size * h
         return self.num_layers * per_layer + emb + head + h
 
-    def kv_cache_bytes(self, context: int, bytes_per_value: int = 4) -> int:
-        """Bytes of a K and V cache for ``context`` tokens (batch 1)."""
-        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * context * bytes_per_value
+    def kv_cache_shape(self, context: int) -> tuple[int, int, int, int]:
+        """One layer's K (or V) cache for ``context`` tokens, batch 1, BNSH."""
+        return (1, self.num_kv_heads, context, self.head_dim)
+
+    def kv_cache_bytes(self, context: int, kv_dtype: KVDtype | str) -> int:
+        """Bytes of every layer's K and V cache for ``context`` tokens (batch 1): what the
+        runtime allocates, the memory model counts and a decode step reads."""
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * context * kv_bytes_per_value(kv_dtype)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -137,3 +155,39 @@ ARCH_PRESETS: dict[str, Architecture] = {
     "mobilellm-600m": _mobilellm(40, 1152, 18, 6, 3072),
     "mobilellm-1b": _mobilellm(54, 1280, 20, 5, 3584),
 }
+
+#: SmolLM2-135M's shape (HuggingFaceTB/SmolLM2-135M config.json), so the preset name
+#: plans and profiles before the model is exported.
+SMOLLM2_135M = Architecture(Family.LLAMA, 30, 576, 9, 3, 64, 1536, 49152, 8192, rope_theta=100000.0)
+
+#: Shapes a parameter count is fitted to (closest on a log scale): the MobileLLM presets
+#: up to 1B, then the published Llama-3.2-3B and Llama-2-7B/13B shapes (layers, hidden,
+#: heads, KV heads) with MobileLLM's 32k vocabulary.
+REFERENCE_SHAPES: tuple[Architecture, ...] = (
+    *ARCH_PRESETS.values(),
+    Architecture(Family.LLAMA, 28, 3072, 24, 8, 128, 8192, 32000, 4096, tie_word_embeddings=False),
+    Architecture(Family.LLAMA, 32, 4096, 32, 32, 128, 11008, 32000, 4096, tie_word_embeddings=False),
+    Architecture(Family.LLAMA, 40, 5120, 40, 40, 128, 13824, 32000, 4096, tie_word_embeddings=False),
+)
+
+FFN_MULTIPLE = 64
+
+
+def fit_ffn(base: Architecture, params: float) -> Architecture:
+    """``base`` with the FFN width (a multiple of 64, at least 64) whose parameter count is
+    nearest ``params``: the one rounding the planner and the profiler's shape comparison use."""
+    from dataclasses import replace
+
+    per_unit = 3 * base.hidden_size * base.num_layers  # gate, up and down, every layer
+    without_ffn = replace(base, intermediate_size=FFN_MULTIPLE).parameter_count() - FFN_MULTIPLE * per_unit
+    units = round((params - without_ffn) / per_unit / FFN_MULTIPLE)
+    return replace(base, intermediate_size=max(1, units) * FFN_MULTIPLE)
+
+
+def shape_for_params(params: float) -> Architecture:
+    """A Llama-family decoder of about ``params`` weights: the reference shape closest in
+    parameter count (log scale), its FFN fitted to the count."""
+    import math
+
+    base = min(REFERENCE_SHAPES, key=lambda a: abs(math.log(a.parameter_count() / params)))
+    return fit_ffn(base, params)

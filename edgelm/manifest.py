@@ -15,25 +15,21 @@ from typing import Any
 
 from ._fields import Fields
 from ._io import write_json
-from .arch import Architecture
+from .arch import Architecture, KVDtype
 from .errors import ManifestError
 
-__all__ = ["MANIFEST_NAME", "LINEAR_KERNELS", "SCHEMA_VERSION", "kv_dtype_for", "Quant", "KVDtype", "QuantizationInfo",
+__all__ = ["MANIFEST_NAME", "LINEAR_KERNELS", "OPERATOR_DOMAINS", "SCHEMA_VERSION", "kv_dtype_for", "Quant", "KVDtype", "QuantizationInfo",
            "Verification", "FileEntry", "IOSpec", "GenerationSpec", "SourceInfo", "Manifest", "read_manifest",
            "write_manifest", "confined_file", "verify_files"]
 
 MANIFEST_NAME = "edgelm.json"
 #: What may compute the quantized linears (QuantizationInfo.linear_kernel); the first is export's default.
 LINEAR_KERNELS = ("edgelm", "matmulnbits")
-SCHEMA_VERSION = 2  # 2: BlockQuantMatMul takes float16 scales and block mins
-
-
-def kv_dtype_for(linear_kernel: str | None) -> str:
-    """The KV cache's element type an export writes (the manifest's ``io.kv_dtype``):
-    float16 where edgelm's Attention operator reads it (folders whose quantized linears run
-    on edgelm's kernel), float32 under ONNX Runtime's GroupQueryAttention (fp32 and
-    ``--kernel matmulnbits`` folders)."""
-    return "float16" if linear_kernel == "edgelm" else "float32"
+#: 2: BlockQuantMatMul takes float16 scales and block mins; 3: io.operator_domains.
+SCHEMA_VERSION = 3
+#: Operator domains a graph may use beyond the ONNX standard: ONNX Runtime's contrib
+#: operators, and edgelm's operator library (edgelm.runtime.ortops.DOMAIN).
+OPERATOR_DOMAINS = ("com.microsoft", "ai.edgelm")
 
 
 class Quant(str, Enum):
@@ -42,15 +38,14 @@ class Quant(str, Enum):
     INT4 = "int4"
 
 
-class KVDtype(str, Enum):
-    """The KV cache's element type (``io.kv_dtype``)."""
-
-    FLOAT16 = "float16"
-    FLOAT32 = "float32"
-
-    @property
-    def itemsize(self) -> int:
-        return 2 if self is KVDtype.FLOAT16 else 4
+def kv_dtype_for(quant: Quant | str, linear_kernel: str | None = None) -> KVDtype:
+    """The KV cache's element type an export with this quantization and linear kernel
+    (None: the default, LINEAR_KERNELS[0]) writes as ``io.kv_dtype``: float16 where
+    edgelm's Attention operator reads it (quantized linears on edgelm's kernel), float32
+    under ONNX Runtime's GroupQueryAttention (fp32 and ``--kernel matmulnbits`` folders)."""
+    if Quant(quant) is Quant.FP32:
+        return KVDtype.FLOAT32
+    return KVDtype.FLOAT16 if (linear_kernel or LINEAR_KERNELS[0]) == "edgelm" else KVDtype.FLOAT32
 
 
 MAX_MANIFEST_BYTES = 16 << 20
@@ -140,7 +135,8 @@ class FileEntry:
 @dataclass(frozen=True)
 class IOSpec:
     """The model graph's interface: its file (inside the folder), the names of its inputs
-    and outputs, and the KV cache's layout and element type."""
+    and outputs, the KV cache's layout and element type, and the operator domains beyond
+    the ONNX standard its nodes use (the runtime registers edgelm's library for them)."""
 
     model_file: str = "model.onnx"
     kv_dtype: KVDtype = KVDtype.FLOAT32
@@ -153,6 +149,7 @@ class IOSpec:
     present_value: tuple[str, ...] = ()
     kv_layout: str = "BNSH"
     kv_shared_buffer: bool = True
+    operator_domains: tuple[str, ...] = ()
     #: Descriptions export writes for people (``logits``, ``position_handling``); never read.
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -171,13 +168,17 @@ class IOSpec:
         notes = {k: f.text(k) for k in f.data if k not in {fl.name for fl in fields(cls)}
                  and isinstance(f.data[k], str)}
         past_key, past_value, present_key, present_value = (names(k) for k in kinds)
+        domains = f.list("operator_domains", max_len=len(OPERATOR_DOMAINS))
+        if not all(isinstance(x, str) and x in OPERATOR_DOMAINS for x in domains) or len(set(domains)) < len(domains):
+            raise f.fail("operator_domains", f"must list domains among {', '.join(OPERATOR_DOMAINS)}", domains)
         return cls(model_file=_bare_name(f, "model_file") if f.has("model_file") else "model.onnx",
                    kv_dtype=KVDtype(f.text("kv_dtype", default="float32", choices=tuple(k.value for k in KVDtype))),
                    input_ids=f.text("input_ids", max_len=255), seqlens_k=f.text("seqlens_k", max_len=255),
                    total_sequence_length=f.text("total_sequence_length", max_len=255), past_key=past_key,
                    past_value=past_value, present_key=present_key, present_value=present_value,
                    kv_layout=f.text("kv_layout", default="BNSH", choices=("BNSH",)),
-                   kv_shared_buffer=f.flag("kv_shared_buffer", default=True), notes=notes)
+                   kv_shared_buffer=f.flag("kv_shared_buffer", default=True), operator_domains=tuple(domains),
+                   notes=notes)
 
     def to_dict(self) -> dict[str, Any]:
         d = {fl.name: getattr(self, fl.name) for fl in fields(self) if fl.name != "notes"}

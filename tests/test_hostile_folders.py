@@ -165,6 +165,9 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "weights_bytes.total missing": (_edit_manifest(_set("weights_bytes.total", _DELETE)), "weights_bytes.total"),
     "kv_dtype int8": (_edit_manifest(_set("io.kv_dtype", "int8")), "io.kv_dtype"),
     "kv_dtype float32 for a float16 graph": (_edit_manifest(_set("io.kv_dtype", "float32")), "kv_dtype"),
+    "operator domain unknown": (_edit_manifest(_set("io.operator_domains", ["ai.evil"])), "io.operator_domains"),
+    "operator domains missing": (_edit_manifest(_set("io.operator_domains", _DELETE)), "io.operator_domains"),
+    "seqlens_k renamed": (_edit_manifest(_set("io.seqlens_k", "nope")), "nope"),
     "manifest is a list": (lambda f: (f / "edgelm.json").write_text("[1]"), "JSON object"),
     "tokenizer.json corrupt": (lambda f: ((f / "tokenizer.json").write_text("{"), _refresh_files(f)), "tokenizer"),
     "BlockQuantMatMul N 10^7": (_graph(_set_attr(BQMM, "N", 10**7)), "BlockQuantMatMul"),
@@ -218,3 +221,15 @@ def test_load_with_verify_checks_hashes(base: Path, tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="sha256"):
         edgelm.load(folder, context=16, verify=True)
 
+
+
+def test_export_records_the_operator_domains_and_load_requires_them(base: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgelm
+    from edgelm.errors import RuntimeLoadError
+    from edgelm.manifest import read_manifest
+
+    assert read_manifest(base).io.operator_domains == ("ai.edgelm", "com.microsoft")
+    monkeypatch.setattr(ortops, "library_path", lambda: None)  # an install built without a C compiler
+    with pytest.raises(RuntimeLoadError, match="operator library"):
+        edgelm.load(base, context=16)

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._fields import Fields
-from ..arch import Architecture
+from ..arch import Architecture, KVDtype
 from ..errors import EdgeLMError
 from ..sampling import SamplingParams
 
 __all__ = ["BenchRecord", "BenchModel", "BenchDevice", "BenchSettings", "BenchEnergy", "RecordError"]
 
-KV_DTYPES = ("float16", "float32")
+KV_DTYPES = tuple(k.value for k in KVDtype)
 
 
 class RecordError(EdgeLMError):
@@ -35,8 +35,11 @@ class BenchModel:
     quant: str
     parameters: int
     weights_bytes: int
-    kv_dtype: str
+    kv_dtype: KVDtype
     architecture: Architecture
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kv_dtype", KVDtype(self.kv_dtype))
 
     @classmethod
     def parse(cls, f: Fields) -> BenchModel:
@@ -49,11 +52,12 @@ class BenchModel:
         name = f.data.get("name")
         return cls(f.text("folder"), None if name is None else f.text("name"), f.text("manifest_sha256", max_len=64),
                    f.text("quant", choices=("fp32", "int8", "int4")), f.integer("parameters", lo=1),
-                   f.integer("weights_bytes", lo=1), f.text("kv_dtype", default="float32", choices=KV_DTYPES), arch)
+                   f.integer("weights_bytes", lo=1), KVDtype(f.text("kv_dtype", default="float32", choices=KV_DTYPES)), arch)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["architecture"] = self.architecture.to_dict()
+        d["kv_dtype"] = self.kv_dtype.value
         return d
 
 

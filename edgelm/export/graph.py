@@ -39,16 +39,47 @@ from onnx import TensorProto, helper, numpy_helper
 from ..arch import Architecture
 from ..errors import ExportError
 from ..manifest import LINEAR_KERNELS as KERNELS
-from ..manifest import kv_dtype_for
+from ..manifest import IOSpec, KVDtype, Quant, kv_dtype_for
 from ..runtime.ortops import DOMAIN as EDGELM_DOMAIN
 from ..runtime.ortops import OP_TYPE as EDGELM_OP
-from ..runtime.session import io_names
 from .quantize import QuantizedWeight
 
-__all__ = ["build_model", "OPSET", "KERNELS", "io_names", "interleave_offsets", "kernel_blocks", "to_half"]
+__all__ = ["build_model", "graph_io", "OPSET", "KERNELS", "io_names", "interleave_offsets", "kernel_blocks", "to_half"]
 
 OPSET = 21
 MS = "com.microsoft"
+
+
+def io_names(num_layers: int) -> dict[str, Any]:
+    """The names export gives the decoder graph's inputs and outputs (the manifest's ``io``
+    records them; the runtime binds what the manifest says)."""
+    return {
+        "input_ids": "input_ids",
+        "seqlens_k": "seqlens_k",
+        "total_sequence_length": "total_sequence_length",
+        "past_key": [f"past_key_values.{i}.key" for i in range(num_layers)],
+        "past_value": [f"past_key_values.{i}.value" for i in range(num_layers)],
+        "present_key": [f"present.{i}.key" for i in range(num_layers)],
+        "present_value": [f"present.{i}.value" for i in range(num_layers)],
+        "logits": "logits",
+    }
+
+
+def graph_io(arch: Architecture, model: onnx.ModelProto, model_file: str = "model.onnx") -> IOSpec:
+    """The manifest's ``io`` for a graph :func:`build_model` made: the tensor names, the KV
+    cache's element type as the graph declares it, and the operator domains its nodes use."""
+    names = io_names(arch.num_layers)
+    past = next(i for i in model.graph.input if i.name == names["past_key"][0])
+    f16 = past.type.tensor_type.elem_type == TensorProto.FLOAT16
+    domains = tuple(sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")}))
+    return IOSpec(model_file=model_file, kv_dtype=KVDtype.FLOAT16 if f16 else KVDtype.FLOAT32,
+                  input_ids=names["input_ids"], seqlens_k=names["seqlens_k"],
+                  total_sequence_length=names["total_sequence_length"],
+                  past_key=tuple(names["past_key"]), past_value=tuple(names["past_value"]),
+                  present_key=tuple(names["present_key"]), present_value=tuple(names["present_value"]),
+                  operator_domains=domains,
+                  notes={"logits": "last position only",
+                         "position_handling": "rotary inside attention, positions from seqlens_k"})
 
 
 def interleave_offsets(offsets: np.ndarray) -> np.ndarray:
@@ -169,7 +200,7 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
     # edgelm's Attention (kernels/ortops/attention.c) where the folder needs edgelm's operator
     # library anyway (quantized linears on the edgelm kernel); GroupQueryAttention otherwise.
     quantized = any(isinstance(w, QuantizedWeight) for w in weights.values())
-    own_attention = kv_dtype_for(g.kernel if quantized else None) == "float16"
+    own_attention = kv_dtype_for(Quant.INT4 if quantized else Quant.FP32, g.kernel) is KVDtype.FLOAT16
     cos_c = g.const("rotary.cos_cache", cos.astype(np.float32))
     sin_c = g.const("rotary.sin_cache", sin.astype(np.float32))
 

@@ -29,17 +29,14 @@ from ..manifest import (
     FileEntry,
     GenerationSpec,
     IOSpec,
-    KVDtype,
     Manifest,
     Quant,
     QuantizationInfo,
     SourceInfo,
     Verification,
-    kv_dtype_for,
     write_manifest,
 )
-from ..runtime.session import SessionInfo
-from .graph import KERNELS, build_model, io_names
+from .graph import KERNELS, build_model, graph_io
 from .quantize import QuantizedWeight, quantize_asym, quantize_sym
 from .sources import LoadedSource, load_source
 
@@ -259,6 +256,7 @@ def _export_loaded(src: LoadedSource, output: Path, cfg: ExportConfig, st: _Stag
         model = build_model(arch, weights, cos, sin, accuracy_level=cfg.accuracy_level, kernel=cfg.kernel)
         del weights
         weight_bytes = _weight_bytes(model, arch)
+        io = graph_io(arch, model, MODEL_FILE)
     try:
         with atomic_dir(output, force=cfg.force) as tmp:
             with st.stage("save"):
@@ -272,12 +270,12 @@ def _export_loaded(src: LoadedSource, output: Path, cfg: ExportConfig, st: _Stag
             verification = None
             if cfg.verify:
                 with st.stage("verify against PyTorch"):
-                    verification = _verify(src, tmp, cfg)
+                    verification = _verify(src, tmp, io, cfg)
                 st.say(_verification_line(verification))
                 if not verification.passed:
                     raise VerificationError(f"verification failed: {_verification_line(verification)}; "
                                             "nothing was written (use --no-verify to keep it anyway)")
-            manifest = _manifest(src, cfg, tmp, weight_bytes, methods, generation, verification, t0)
+            manifest = _manifest(src, cfg, tmp, io, weight_bytes, methods, generation, verification, t0)
             write_manifest(tmp, manifest)
     except OSError as e:
         if e.errno in NO_SPACE_ERRNOS:
@@ -293,17 +291,13 @@ def _generation(src: LoadedSource) -> dict[str, Any]:
             "max_new_tokens": 256, "do_sample": False, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
 
 
-def _session_info(arch: Architecture, cfg: ExportConfig) -> SessionInfo:
-    return SessionInfo.of(arch, kv_dtype_for(cfg.kernel if cfg.quant is not Quant.FP32 else None))
-
-
-def _verify(src: LoadedSource, folder: Path, cfg: ExportConfig) -> Verification:
+def _verify(src: LoadedSource, folder: Path, io: IOSpec, cfg: ExportConfig) -> Verification:
     from .verify import verify_model
 
     bar = _bar(cfg.verify_prompts, "verify", cfg.progress)
     enforced = not src.info.get("random_init", False)
     try:
-        return verify_model(folder / MODEL_FILE, _session_info(src.arch, cfg), src.model, folder / "tokenizer.json",
+        return verify_model(folder / MODEL_FILE, src.arch, io, src.model, folder / "tokenizer.json",
                             cfg.quant, prompts=cfg.verify_prompts, tokens=cfg.verify_tokens, enforced=enforced,
                             min_agreement=cfg.min_agreement,
                             threads=cfg.threads, progress=bar.update)
@@ -319,7 +313,7 @@ def _verification_line(v: Verification) -> str:
             f"top-1 agreement {v.top1_agreement:.4f}, mean KL {v.mean_kl:.2e} ({v.criterion})")
 
 
-def _manifest(src: LoadedSource, cfg: ExportConfig, folder: Path, weight_bytes: dict[str, int],
+def _manifest(src: LoadedSource, cfg: ExportConfig, folder: Path, io: IOSpec, weight_bytes: dict[str, int],
               methods: dict[str, str], generation: dict[str, Any], verification: Verification | None,
               t0: float) -> Manifest:
     arch = src.arch
@@ -332,14 +326,6 @@ def _manifest(src: LoadedSource, cfg: ExportConfig, folder: Path, weight_bytes: 
         block_size=BLOCK_SIZE if quantized else None,
         accuracy_level=cfg.accuracy_level if quantized and cfg.kernel == "matmulnbits" else None,
         methods=methods, float_tensors=_float_tensors(cfg.quant, arch, cfg.kernel), linear_kernel=cfg.kernel if quantized else None)
-    names = io_names(arch.num_layers)
-    io = IOSpec(model_file=MODEL_FILE, kv_dtype=KVDtype(kv_dtype_for(qinfo.linear_kernel)),
-                input_ids=names["input_ids"], seqlens_k=names["seqlens_k"],
-                total_sequence_length=names["total_sequence_length"],
-                past_key=tuple(names["past_key"]), past_value=tuple(names["past_value"]),
-                present_key=tuple(names["present_key"]), present_value=tuple(names["present_value"]),
-                notes={"logits": "last position only",
-                       "position_handling": "rotary inside attention, positions from seqlens_k"})
     source = SourceInfo(src.kind, src.name, dict(src.info))
     return Manifest(
         schema_version=SCHEMA_VERSION, edgelm_version=__version__,

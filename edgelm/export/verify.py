@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..manifest import Quant, Verification
-from ..runtime.session import DecoderSession, SessionInfo
+from ..arch import Architecture
+from ..manifest import IOSpec, Quant, Verification
+from ..runtime.session import DecoderSession
 
 __all__ = ["VERIFY_PROMPTS", "THRESHOLDS", "verify_model", "verify_sequences", "teacher_forced", "compare_logits"]
 
@@ -105,15 +106,15 @@ def teacher_forced(session: DecoderSession, ids: list[int], prefill: int) -> np.
     return np.stack(rows)
 
 
-def verify_model(onnx_path: Path, info: SessionInfo, torch_model: Any, tokenizer_json: Path, quant: Quant,
+def verify_model(onnx_path: Path, arch: Architecture, io: IOSpec, torch_model: Any, tokenizer_json: Path, quant: Quant,
                  *, prompts: int = 20, tokens: int = 64, prefill: int = 8, enforced: bool = True,
                  min_agreement: float | None = None, threads: int | None = None, progress: Callable[[int], None] | None = None) -> Verification:
     import torch
 
     start = time.perf_counter()
-    session = DecoderSession(onnx_path, info, context=min(tokens, info.max_context), threads=threads)
+    session = DecoderSession(onnx_path, arch, io, context=min(tokens, arch.max_context), threads=threads)
     refs, gots = [], []
-    for ids in verify_sequences(tokenizer_json, info.vocab_size, prompts=prompts, tokens=tokens, prefill=prefill):
+    for ids in verify_sequences(tokenizer_json, arch.vocab_size, prompts=prompts, tokens=tokens, prefill=prefill):
         with torch.no_grad():
             ref = torch_model(torch.tensor([ids])).logits[0].float().numpy()
         refs.append(ref[prefill - 1:len(ids) - 1])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..arch import ARCH_PRESETS, Architecture, Family
+from ..arch import ARCH_PRESETS, shape_for_params
 from ..errors import EdgeLMError
 from ..manifest import MANIFEST_NAME, Quant
 from ..profiler.devices import DeviceProfile, get_profile
@@ -48,17 +48,9 @@ def parse_params(text: str) -> float:
 
 
 def spec_for_params(params: float, quant: Quant | str) -> ModelSpec:
-    """A Llama-family shape near ``params``: the closest reference shape (log scale),
-    its FFN width adjusted to hit the count."""
-    best = min(_SHAPES, key=lambda s: abs(math.log(s[0] / params)))
-    layers, hidden, heads, kv, _ = best[1]
-    base = Architecture(Family.LLAMA, layers, hidden, heads, kv, hidden // heads, 64, 32000, 4096,
-                        tie_word_embeddings=params < 2e9)
-    per_ffn = 3 * hidden * layers
-    ffn = max(64, int(round((params - base.parameter_count() + 64 * per_ffn) / per_ffn / 64)) * 64)
-    arch = Architecture(Family.LLAMA, layers, hidden, heads, kv, hidden // heads, ffn, 32000, 4096,
-                        tie_word_embeddings=params < 2e9)
-    return ModelSpec(_label(params), arch, Quant(quant), None, 2e6, "params")
+    """A Llama-family shape near ``params`` (arch.shape_for_params: the closest reference
+    shape, its FFN width fitted to the count)."""
+    return ModelSpec(_label(params), shape_for_params(params), Quant(quant), None, 2e6, "params")
 
 
 def _label(params: float) -> str:

@@ -30,10 +30,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..arch import Architecture
-from ..manifest import LINEAR_KERNELS, Quant, kv_dtype_for
+from ..arch import Architecture, KVDtype
+from ..manifest import Quant, kv_dtype_for
 
-__all__ = ["MemoryEstimate", "estimate_memory", "kv_bytes_per_value", "RESIDENCY", "RESIDENCY_MATMULNBITS", "RUNTIME_BYTES", "weights_bytes_for",
+__all__ = ["MemoryEstimate", "estimate_memory", "RESIDENCY", "RESIDENCY_MATMULNBITS", "RUNTIME_BYTES", "weights_bytes_for",
            "measure_peak_rss"]
 
 _MEASURE = r"""
@@ -113,21 +113,10 @@ def workspace_bytes(arch: Architecture, prompt_tokens: int) -> float:
     return WORKSPACE_BASE_BYTES + WORKSPACE_PER_TOKEN_FACTOR * s * per_token + arch.num_heads * s * s * 4
 
 
-def kv_bytes_per_value(quant: Quant, linear_kernel: str | None = None, kv_dtype: str | None = None) -> int:
-    """Bytes of one KV cache value: the manifest's ``io.kv_dtype`` when given, else what an
-    export with this quantization and linear kernel (None: the default) writes."""
-    if kv_dtype is None:
-        quantized = Quant(quant) is not Quant.FP32
-        kv_dtype = kv_dtype_for((linear_kernel or LINEAR_KERNELS[0]) if quantized else None)
-    if kv_dtype not in ("float16", "float32"):
-        raise ValueError(f"unknown KV cache dtype {kv_dtype!r}")
-    return 2 if kv_dtype == "float16" else 4
-
-
 def estimate_memory(arch: Architecture, quant: Quant, *, context: int, weights_bytes: float | None = None,
                     tokenizer_json_bytes: float = 2.0e6, prompt_tokens: int = 128,
                     runtime_bytes: float = RUNTIME_BYTES, linear_kernel: str | None = None,
-                    kv_dtype: str | None = None) -> MemoryEstimate:
+                    kv_dtype: KVDtype | str | None = None) -> MemoryEstimate:
     """``linear_kernel`` and ``kv_dtype`` as the manifest records them; None (a preset, or
     fp32) means the export default."""
     quant = Quant(quant)
@@ -136,7 +125,7 @@ def estimate_memory(arch: Architecture, quant: Quant, *, context: int, weights_b
     return MemoryEstimate(
         weights_file_bytes=wb,
         weights_resident_bytes=wb * residency[quant],
-        kv_cache_bytes=float(arch.kv_cache_bytes(context, kv_bytes_per_value(quant, linear_kernel, kv_dtype))),
+        kv_cache_bytes=float(arch.kv_cache_bytes(context, kv_dtype or kv_dtype_for(quant, linear_kernel))),
         workspace_bytes=workspace_bytes(arch, min(prompt_tokens, context)),
         runtime_bytes=runtime_bytes,
         tokenizer_bytes=TOKENIZER_BASE_BYTES + TOKENIZER_PER_JSON_BYTE * tokenizer_json_bytes,

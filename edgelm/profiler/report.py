@@ -8,20 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..arch import ARCH_PRESETS, Architecture
+from ..arch import ARCH_PRESETS, SMOLLM2_135M, Architecture, Family, KVDtype, fit_ffn
 from ..errors import ProfileError
-from ..manifest import Quant, read_manifest
+from ..manifest import Quant, kv_dtype_for, read_manifest
 from .devices import DeviceProfile, get_profile
 from .energy import EnergyEstimate, estimate_energy
-from .memory import MemoryEstimate, estimate_memory, kv_bytes_per_value
+from .memory import MemoryEstimate, estimate_memory
 
 __all__ = ["ProfileReport", "profile_model", "resolve_model", "format_report", "DEFAULT_APP_DRAM_SHARE",
            "compare_shapes"]
 
 #: MobileLLM (Liu et al., 2024, section 1) argues an app should use well under a tenth of DRAM.
 DEFAULT_APP_DRAM_SHARE = 0.10
-#: SmolLM2-135M's shape, so the preset name works before the model is exported.
-_SMOLLM2 = Architecture("llama", 30, 576, 9, 3, 64, 1536, 49152, 8192, rope_theta=100000.0)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class ModelSpec:
     tokenizer_json_bytes: float
     source: str  # "manifest" or "preset"
     linear_kernel: str | None = None  # the manifest's; None: the export default
-    kv_dtype: str | None = None  # the manifest's io.kv_dtype; None: the export default
+    kv_dtype: KVDtype | None = None  # the manifest's io.kv_dtype; None: what export would write
 
 
 @dataclass(frozen=True)
@@ -82,12 +80,12 @@ def resolve_model(model: str, quant: str | None = None) -> ModelSpec:
         tok = path / "tokenizer.json"
         return ModelSpec(str(model), m.architecture, m.quantization.mode, float(m.weights_bytes["total"]),
                          float(tok.stat().st_size) if tok.exists() else 0.0, "manifest", linear_kernel=m.quantization.linear_kernel,
-                         kv_dtype=m.kv_dtype.value)
+                         kv_dtype=m.kv_dtype)
     q = Quant(quant or "int4")
     if model in ARCH_PRESETS:
         return ModelSpec(model, ARCH_PRESETS[model], q, None, 1e4, "preset")
     if model == "smollm2-135m":
-        return ModelSpec(model, _SMOLLM2, q, None, 1.76e6, "preset")
+        return ModelSpec(model, SMOLLM2_135M, q, None, 1.76e6, "preset")
     presets = ", ".join(sorted([*ARCH_PRESETS, "smollm2-135m"]))
     raise ProfileError(f"{model}: not a model folder or a preset (presets: {presets})")
 
@@ -103,12 +101,12 @@ def profile_model(model: str | ModelSpec, device: str | DeviceProfile, *, contex
         raise ProfileError(f"context {context} exceeds the model's maximum of {spec.arch.max_context}")
     if not 0 < app_dram_share <= 1:
         raise ProfileError(f"app DRAM share must be in (0, 1], got {app_dram_share}")
+    kv_dtype = spec.kv_dtype or kv_dtype_for(spec.quant, spec.linear_kernel)
     mem = estimate_memory(spec.arch, spec.quant, context=context, weights_bytes=spec.weights_bytes,
                           tokenizer_json_bytes=spec.tokenizer_json_bytes, prompt_tokens=prompt_tokens,
-                          linear_kernel=spec.linear_kernel, kv_dtype=spec.kv_dtype)
-    kv_bytes = kv_bytes_per_value(spec.quant, spec.linear_kernel, spec.kv_dtype)
+                          linear_kernel=spec.linear_kernel, kv_dtype=kv_dtype)
     energy = estimate_energy(spec.arch, dev, mem.weights_file_bytes, context_tokens=min(context, 512),
-                             kv_bytes_per_value=kv_bytes)
+                             kv_dtype=kv_dtype)
     return ProfileReport(spec, dev, mem, energy, app_dram_share)
 
 
@@ -116,17 +114,13 @@ def compare_shapes(params_target: float, device: str | DeviceProfile, quant: str
                    context: int = 2048) -> list[ProfileReport]:
     """Deep-and-thin vs wide-and-shallow at about the same parameter count (MobileLLM's
     comparison): same device, same quantization."""
-    from ..arch import Family
-
     shapes = {"deep-and-thin (30 x 576)": (30, 576, 9, 3), "balanced (16 x 768)": (16, 768, 12, 4),
               "wide-and-shallow (8 x 1024)": (8, 1024, 16, 4)}
     reports = []
     for name, (layers, hidden, heads, kv) in shapes.items():
-        # Pick the FFN width that brings the parameter count to the target.
-        base = Architecture(Family.LLAMA, layers, hidden, heads, kv, hidden // heads, 64, 32000, 2048)
-        per_ffn = 3 * hidden * layers
-        ffn = max(64, int((params_target - base.parameter_count() + per_ffn * 64) / per_ffn) // 64 * 64)
-        arch = Architecture(Family.LLAMA, layers, hidden, heads, kv, hidden // heads, ffn, 32000, 2048)
+        # The FFN width that brings the parameter count to the target.
+        arch = fit_ffn(Architecture(Family.LLAMA, layers, hidden, heads, kv, hidden // heads, 64, 32000, 2048),
+                       params_target)
         spec = ModelSpec(name, arch, Quant(quant), None, 1e4, "preset")
         reports.append(profile_model(spec, device, context=context))
     return reports

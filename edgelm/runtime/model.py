@@ -19,7 +19,7 @@ from ..errors import RuntimeLoadError
 from ..manifest import Manifest, confined_file, read_manifest, verify_files
 from ..sampling import Sampler, SamplingParams
 from .chat import load_chat_template, render_chat
-from .session import DecoderSession, SessionInfo
+from .session import DecoderSession
 
 __all__ = ["load", "Model", "DEFAULT_CONTEXT"]
 
@@ -174,12 +174,5 @@ def load(folder: str | Path, threads: int | None = None, context: int | None = N
     if tokenizer.get_vocab_size() > a.vocab_size:
         raise RuntimeLoadError(f"{folder}: the tokenizer has {tokenizer.get_vocab_size()} tokens but "
                                f"architecture.vocab_size is {a.vocab_size}")
-    info = SessionInfo.of(a, manifest.kv_dtype.value)
-    io = manifest.io
-    declared = {io.input_ids, io.seqlens_k, io.total_sequence_length, *io.past_key, *io.past_value}
-    if declared != set(info.input_names()) or {*io.present_key, *io.present_value} != set(info.output_names()[1:]):
-        raise RuntimeLoadError(f"{folder}: the manifest's io names are not the ones this runtime binds "
-                               "(input_ids, seqlens_k, total_sequence_length, past_key_values.N.key/value)")
-    session = DecoderSession(model_path, info, context=ctx, threads=threads,
-                             needs_ortops=manifest.quantization.linear_kernel == "edgelm")
+    session = DecoderSession(model_path, a, manifest.io, context=ctx, threads=threads)
     return Model(folder, manifest, session, tokenizer)

@@ -19,7 +19,7 @@ pytest.importorskip("torch")
 from edgelm._io import sha256_file  # noqa: E402
 from edgelm.export import ExportConfig, export  # noqa: E402
 from edgelm.manifest import read_manifest  # noqa: E402
-from edgelm.runtime.session import DecoderSession, SessionInfo  # noqa: E402
+from edgelm.runtime.session import DecoderSession  # noqa: E402
 
 from ..conftest import TINY_VARIANTS  # noqa: E402
 
@@ -41,7 +41,7 @@ def _reference_logits(folder: Path, ids: list[int]) -> np.ndarray:
 def _onnx_logits(folder: Path, ids: list[int], prefill: int) -> np.ndarray:
     m = read_manifest(folder)
     a = m.architecture
-    s = DecoderSession(folder / m.model_file, SessionInfo.of(a, m.kv_dtype.value), context=64, threads=1)
+    s = DecoderSession(folder / m.model_file, a, m.io, context=64, threads=1)
     out = [s.step(ids[:prefill]).copy()]
     out += [s.step([t]).copy() for t in ids[prefill:-1]]
     return np.stack(out)

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from edgelm.export import ExportResult  # noqa: E402
-from edgelm.runtime.session import DecoderSession, SessionInfo  # noqa: E402
+from edgelm.runtime.session import DecoderSession  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +55,7 @@ def _greedy_answer(result: ExportResult, question: str, max_new_tokens: int = 40
     a = result.manifest.architecture
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     ids = tok.encode(_chat_prompt(folder, question), add_special_tokens=False).ids
-    s = DecoderSession(folder / "model.onnx", SessionInfo.of(a, result.manifest.kv_dtype.value), context=256,
-                       threads=2)
+    s = DecoderSession(folder / "model.onnx", a, result.manifest.io, context=256, threads=2)
     eos = set(result.manifest.generation.eos_token_id)
     logits = s.step(ids)
     out: list[int] = []

@@ -20,7 +20,7 @@ from tests.bench.records import make_record
 def _run(arch_name: str, quant: Quant, true_device, noise: float, run_id: int) -> BenchRecord:  # type: ignore[no-untyped-def]
     arch = ARCH_PRESETS[arch_name]
     wb = weights_bytes_for(arch, quant)
-    truth = estimate_energy(arch, true_device, wb, context_tokens=128 + 32, kv_bytes_per_value=2)
+    truth = estimate_energy(arch, true_device, wb, context_tokens=128 + 32, kv_dtype="float16")
     return make_record(arch=arch, weights_bytes=wb, decode_tps=truth.decode_tokens_per_s * (1 + noise),
                        joules=truth.joules_per_token * (1 - noise), id=run_id + 1)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgelm.manifest import Quant, read_manifest
-from edgelm.profiler.memory import estimate_memory, kv_bytes_per_value, measure_peak_rss, weights_bytes_for
+from edgelm.manifest import KVDtype, Quant, read_manifest
+from edgelm.profiler.memory import estimate_memory, measure_peak_rss, weights_bytes_for
 
 from ..conftest import TINY_VARIANTS
 
@@ -51,13 +51,17 @@ def test_runtime_allocates_the_kv_cache_the_manifest_and_the_model_declare(tmp_p
     export(str(tiny_models["llama-tied"]), out, ExportConfig(quant=quant, verify=False, progress=False, kernel=kernel))
     m = read_manifest(out)
     model = edgelm.load(out, context=64)
-    want = kv_bytes_per_value(m.quantization.mode, m.quantization.linear_kernel)
-    assert m.kv_dtype.value == ("float16" if want == 2 else "float32")
-    assert model.session.kv_dtype.itemsize == want
-    assert model.kv_cache_bytes == estimate_memory(m.architecture, m.quantization.mode, context=64,
-                                                   linear_kernel=m.quantization.linear_kernel,
-                                                   kv_dtype=m.kv_dtype.value).kv_cache_bytes
-    assert model.generate("hello", max_new_tokens=3)  # it runs
+    want = KVDtype.FLOAT32 if quant == "fp32" or kernel == "matmulnbits" else KVDtype.FLOAT16
+    assert m.kv_dtype is want
+    graph_types = {i.type for i in model.session.session.get_inputs() if i.name.startswith("past_key_values.")}
+    assert graph_types == {"tensor(float16)" if want is KVDtype.FLOAT16 else "tensor(float)"}
+    allocated = sum(buf.numpy().nbytes for buf in model.session._cache)
+    assert allocated == model.kv_cache_bytes == estimate_memory(
+        m.architecture, m.quantization.mode, context=64, linear_kernel=m.quantization.linear_kernel,
+        kv_dtype=m.kv_dtype).kv_cache_bytes
+    # What a preset of the same quantization and kernel would be estimated at (no manifest).
+    assert estimate_memory(m.architecture, m.quantization.mode, context=64,
+                           linear_kernel=m.quantization.linear_kernel).kv_cache_bytes == allocated
 
 
 @pytest.mark.slow
@@ -71,5 +75,5 @@ def test_estimate_within_15_percent_of_measured_peak_rss(quant: str, context: in
     est = estimate_memory(m.architecture, m.quantization.mode, context=context,
                           weights_bytes=m.weights_bytes["total"],
                           tokenizer_json_bytes=(folder / "tokenizer.json").stat().st_size, prompt_tokens=128,
-                          linear_kernel=m.quantization.linear_kernel, kv_dtype=m.kv_dtype.value)
+                          linear_kernel=m.quantization.linear_kernel, kv_dtype=m.kv_dtype)
     assert abs(est.peak_bytes - measured) / measured <= 0.15, (est.peak_bytes / 1e6, measured / 1e6)

@@ -1,12 +1,25 @@
-"""Drive Android phones over adb: discover them, read their facts into a profile draft,
-push a model folder, run the edgelm benchmark there and measure the battery meanwhile.
+"""Drive Android phones over adb: the top-level entry the design names, kept thin.
 
-Modules: ``transport`` (adb or a local stand-in, argument lists only), ``discover``
-(``adb devices -l``), ``facts`` (getprop, meminfo, dumpsys battery, power_supply ->
-profile draft), ``battery`` (fuel-gauge sampling), ``remote_bench`` (push, run, pull).
+The code lives in the package, below bench: ``edgelm.devices.transport`` (adb or a
+local stand-in, argument lists only), ``edgelm.devices.android`` (``adb devices -l``,
+facts and a profile draft, the battery meter, pushing a folder) and
+``edgelm.bench.remote`` (push, run ``edgelm bench`` on the phone, measure, bring the
+record home). This package re-exports them; ``python -m android_bridge`` runs the CLI's
+device commands. Nothing in ``edgelm`` imports it.
 """
 
-from .discover import AdbDevice, discover, parse_devices
-from .transport import AdbTransport, LocalTransport, Transport
+from edgelm.bench.remote import remote_bench
+from edgelm.devices.android import (
+    AdbDevice,
+    AndroidBatteryMeter,
+    DeviceFacts,
+    discover,
+    parse_devices,
+    profile_draft,
+    push_folder,
+    read_facts,
+)
+from edgelm.devices.transport import AdbTransport, LocalTransport, Transport
 
-__all__ = ["AdbDevice", "AdbTransport", "LocalTransport", "Transport", "discover", "parse_devices"]
+__all__ = ["AdbDevice", "AdbTransport", "AndroidBatteryMeter", "DeviceFacts", "LocalTransport", "Transport",
+           "discover", "parse_devices", "profile_draft", "push_folder", "read_facts", "remote_bench"]

@@ -54,8 +54,13 @@ def _host(*args: str) -> None:
 
 
 def _folder(kernel: str) -> Path:
+    from edgelm.errors import ManifestError
+    from edgelm.manifest import read_manifest
+
     out = CACHE / f"smollm2-135m-int4-{kernel}"
-    if not (out / "edgelm.json").exists():
+    try:
+        read_manifest(out)  # a folder an older edgelm wrote is exported again
+    except ManifestError:
         print(f"exporting SmolLM2-135M int4 with --kernel {kernel} on the host", file=sys.stderr)
         _host("-m", "edgelm.cli", "export", "smollm2-135m", "-o", str(out), "--quant", "int4", "--kernel", kernel,
               "--force", "-q")

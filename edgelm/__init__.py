@@ -12,7 +12,7 @@ Submodules:
 * ``edgelm.fuzz``     hostile inputs for the sampling kernels (tests, benchmarks)
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["__version__", "load", "SamplingParams"]
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .errors import EdgeLMError
 from .manifest import LINEAR_KERNELS
 
@@ -161,7 +161,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     if args.calibrate:
         from .bench import ResultsStore
-        from .profiler.calibrate import calibrate
+        from .bench.calibrate import calibrate
         from .profiler.devices import get_profile
 
         c = calibrate(get_profile(args.device), ResultsStore(args.store).read())
@@ -202,13 +202,13 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     from .profiler.devices import list_profiles
 
     if args.draft_profile:
-        from android_bridge.facts import profile_draft, read_facts
-        from android_bridge.transport import AdbTransport
+        from .devices.android import profile_draft, read_facts
+        from .devices.transport import AdbTransport
 
         print(profile_draft(read_facts(AdbTransport(args.draft_profile), args.draft_profile)), end="")
         return 0
     if not args.profiles:
-        from android_bridge.discover import describe_state, discover
+        from .devices.android import describe_state, discover
 
         found = discover()
         if args.json:
@@ -269,8 +269,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.device != "local":
         if not args.device.startswith("adb:") or len(args.device) <= 4:
             raise EdgeLMError(f"device {args.device!r}: use local or adb:SERIAL (edgelm devices lists serials)")
-        from android_bridge.remote_bench import remote_bench
-        from android_bridge.transport import AdbTransport
+        from .bench.remote import remote_bench
+        from .devices.transport import AdbTransport
 
         serial = args.device[4:]
         if not args.no_store:

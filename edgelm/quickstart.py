@@ -38,8 +38,6 @@ def _adopt_old_report(report_dir: Path) -> None:
 
 def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: Path | str = "reports/quickstart",
                threads: int | None = None) -> Path:
-    import edgelm
-
     from ._io import atomic_dir, check_output_folder
     from .bench import ResultsStore, bench, format_bench
     from .errors import EdgeLMError
@@ -48,6 +46,7 @@ def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: P
     from .plan.planner import format_plan, plan
     from .profiler.devices import get_profile
     from .profiler.report import format_report, profile_model
+    from .runtime import load
 
     model_dir, report_dir = Path(model_dir), Path(report_dir)
     _adopt_old_report(report_dir)
@@ -83,7 +82,7 @@ def quickstart(model_dir: Path | str = "models/smollm2-135m-int4", report_dir: P
     store.check_writable()
     record = store.append(bench(model_dir, threads=threads))
     bench_text = format_bench(record)
-    model = edgelm.load(model_dir, threads=threads, context=1024)
+    model = load(model_dir, threads=threads, context=1024)
     _say(f"asking: {QUESTION}")
     answer = model.generate([{"role": "user", "content": QUESTION}], max_new_tokens=48)
     print(f"\n> {QUESTION}\n{answer}\n")

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from android_bridge.facts import DeviceFacts, profile_draft
-from android_bridge.remote_bench import HASHES_FILE, push_folder
-from android_bridge.transport import LocalTransport
-from edgelm.bench.meters import FuelGaugeSampler, PowerSupplyMeter
+from edgelm.devices.android import HASHES_FILE, DeviceFacts, profile_draft, push_folder
+from edgelm.devices.meters import FuelGaugeSampler, PowerSupplyMeter
+from edgelm.devices.transport import LocalTransport
 from edgelm.errors import DeviceError
 from edgelm.export import ExportConfig, export
 from tests.bench.records import make_record
@@ -166,7 +165,7 @@ def test_draft_profile_is_valid_toml_whatever_the_serial(serial: str) -> None:
 @pytest.mark.parametrize("printed, word", [("{}", "time_utc: missing"), ("[]", "JSON object"),
                                            ("not json", "no JSON result")])
 def test_a_phone_whose_bench_output_is_not_a_record(folder: Path, tmp_path: Path, printed: str, word: str) -> None:
-    from android_bridge.remote_bench import remote_bench
+    from edgelm.bench.remote import remote_bench
 
     root = tmp_path / "phone"
     supply = root / "sys/class/power_supply/battery"

@@ -27,7 +27,7 @@ import numpy as np
 
 
 def peak_rss_bytes() -> int:
-    """VmHWM; the twin of edgelm.bench.runner.peak_rss_bytes, which the peers' venvs cannot import."""
+    """VmHWM; the twin of edgelm.devices.rss.peak_rss_bytes, which the peers' venvs cannot import."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:

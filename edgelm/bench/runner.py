@@ -21,44 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
+from ..devices.meters import Meter, Reading, find_meter, net_joules
+from ..devices.rss import peak_rss_bytes, reset_peak_rss
 from ..errors import EdgeLMError
 from ..manifest import MANIFEST_NAME, read_manifest
 from ..profiler.devices import get_profile
 from ..profiler.energy import bench_context, estimate_energy
 from ..sampling import SamplingParams
-from .meters import Meter, find_meter
 from .record import BenchDevice, BenchEnergy, BenchModel, BenchRecord, BenchSettings
 
-__all__ = ["bench", "peak_rss_bytes", "reset_peak_rss", "DEFAULT_ESTIMATE_DEVICE", "format_bench", "timed_generation"]
+__all__ = ["bench", "measured_energy", "peak_rss_bytes", "reset_peak_rss", "DEFAULT_ESTIMATE_DEVICE", "format_bench", "timed_generation"]
 
 DEFAULT_ESTIMATE_DEVICE = "workstation-x86"
 IDLE_SECONDS = 1.0
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's peak RSS (Linux: ``5`` to /proc/self/clear_refs) so that a
-    benchmark's peak is not an earlier peak of the same process (an export, say).
-    False where the platform does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_bytes() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _synthetic_prompt(model: Any, n: int) -> list[int]:
@@ -100,11 +76,27 @@ def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: Sam
     decode_s = time.perf_counter() - td
     out: dict[str, Any] = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": sample_s}
     if meter is not None:
-        reading = meter.stop()
-        out["energy_j"] = max(0.0, reading.energy_j - idle_w * reading.duration_s)
+        out["reading"] = meter.stop()
+        out["energy_j"] = net_joules(out["reading"], idle_w)
     history[n] = tok
     out["tokens"] = history[len(prompt):].tolist()
     return out
+
+
+def measured_energy(meter: str, joules_per_token: float, readings: list[Reading], idle: Reading,
+                    scope: str) -> BenchEnergy:
+    """A record's measured energy from a meter's readings and its idle baseline (local runs
+    and a phone's alike): how the meter sampled, the power while measured, and a warning if
+    a battery was charging during either."""
+    idle_w = idle.power_w
+    charging = idle.charging or any(r.charging for r in readings)
+    duration = sum(r.duration_s for r in readings)
+    return BenchEnergy(
+        joules_per_token, f"measured:{meter}", scope=scope, samples=sum(r.samples for r in readings),
+        sample_rate_hz=readings[0].rate_hz, idle_power_w=idle_w,
+        active_power_w=sum(r.energy_j for r in readings) / duration if duration > 0 else None,
+        duration_s=duration, sign_convention=readings[0].sign_convention, charging=charging,
+        warning="the battery was charging: this energy figure is meaningless" if charging else None)
 
 
 def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64, runs: int = 5, warmup: int = 1,
@@ -112,7 +104,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
           estimate_device: str = DEFAULT_ESTIMATE_DEVICE, as_profile: str | None = None,
           progress: Callable[[int, int], None] | None = None) -> BenchRecord:
     """Benchmark a model folder on this machine; returns the record ``edgelm bench`` stores."""
-    import edgelm
+    from ..runtime import load
 
     if prompt_tokens < 1 or new_tokens < 2 or runs < 1 or warmup < 0:
         raise EdgeLMError("bench needs prompt_tokens >= 1, new_tokens >= 2, runs >= 1, warmup >= 0")
@@ -121,16 +113,13 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
     params = sampling or SamplingParams(temperature=0.0)
     peak_scope = "since load" if reset_peak_rss() else "process lifetime"
     t0 = time.perf_counter()
-    model = edgelm.load(folder, threads=threads, context=prompt_tokens + new_tokens + 1)
+    model = load(folder, threads=threads, context=prompt_tokens + new_tokens + 1)
     load_s = time.perf_counter() - t0
     prompt = _synthetic_prompt(model, prompt_tokens)
     m = find_meter() if meter == "auto" else meter
     assert not isinstance(m, str)
-    idle_w = 0.0
-    if m is not None:
-        m.start()
-        time.sleep(IDLE_SECONDS)
-        idle_w = m.stop().power_w
+    idle = m.measure(IDLE_SECONDS) if m is not None else None
+    idle_w = idle.power_w if idle is not None else 0.0
 
     def one_run() -> dict[str, Any]:
         return timed_generation(model, prompt, new_tokens, params, meter=m, idle_w=idle_w)
@@ -147,9 +136,10 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
             progress(warmup + i + 1, total)
     decode_tps = [(new_tokens - 1) / r["decode_s"] for r in results]
     s_per_token = statistics.median(r["decode_s"] for r in results) / (new_tokens - 1)
-    if m is not None:
+    if m is not None and idle is not None:
         j = statistics.median(r["energy_j"] for r in results) / (new_tokens - 1)
-        energy = BenchEnergy(j, f"measured:{m.name}", idle_power_w=idle_w)
+        energy = measured_energy(m.name, j, [r["reading"] for r in results], idle,
+                                 "decode only, per generated token, idle subtracted (median of the counted runs)")
     else:
         dev = get_profile(estimate_device)
         est = estimate_energy(manifest.architecture, dev, manifest.weights_bytes["total"],

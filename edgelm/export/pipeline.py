@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from .._fields import Fields
 from .._io import NO_SPACE_ERRNOS, atomic_dir, check_output_folder, sha256_file, write_json
+from .._version import __version__
 from ..arch import Architecture
 from ..errors import ExportError, VerificationError
 from ..manifest import (

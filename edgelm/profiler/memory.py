@@ -44,7 +44,7 @@ prompt = m.encode("Once upon a time, in a village by the sea, " * 40)[:int(sys.a
 m.session.step(prompt, copy=False)
 for _ in range(16):
     m.session.step([1], copy=False)
-from edgelm.bench.runner import peak_rss_bytes
+from edgelm.devices.rss import peak_rss_bytes
 print(peak_rss_bytes())
 """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -59,6 +59,16 @@ class Model:
         except UnicodeEncodeError:
             raise RuntimeLoadError("the prompt is not valid text (it holds unpaired surrogates)") from None
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    @overload
+    def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = ...,
+                 sampling: SamplingParams | None = ..., stop: Sequence[str] = ..., stream: Literal[False] = ...,
+                 truncate: bool = ...) -> str: ...
+
+    @overload
+    def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = ...,
+                 sampling: SamplingParams | None = ..., stop: Sequence[str] = ..., *, stream: Literal[True],
+                 truncate: bool = ...) -> Iterator[str]: ...
 
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = 256,
                  sampling: SamplingParams | None = None, stop: Sequence[str] = (), stream: bool = False,

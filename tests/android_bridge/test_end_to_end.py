@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from android_bridge.battery import BatterySampler
-from android_bridge.facts import read_facts
-from android_bridge.remote_bench import HASHES_FILE, push_folder, remote_bench
-from android_bridge.transport import LocalTransport
 from edgelm.bench import ResultsStore
+from edgelm.bench.remote import remote_bench
+from edgelm.devices.android import HASHES_FILE, AndroidBatteryMeter, push_folder, read_facts
+from edgelm.devices.meters import Meter
+from edgelm.devices.transport import LocalTransport
 
 pytest.importorskip("torch")
 
@@ -64,9 +64,10 @@ def test_push_skips_unchanged_files(tiny_folder: Path, tmp_path: Path) -> None:
     assert push_folder(t, tiny_folder, "/data/local/tmp/edgelm/m") == []
 
 
-def test_battery_sampler_subtracts_nothing_it_should_not(tmp_path: Path) -> None:
+def test_battery_meter_over_the_transport(tmp_path: Path) -> None:
     t = _phone(tmp_path)
-    s = BatterySampler(t, rate_hz=50)
+    s = AndroidBatteryMeter(t, rate_hz=50)
+    assert isinstance(s, Meter) and s.available()
     r = s.measure(0.3)
     assert r.samples >= 5 and r.power_w == pytest.approx(1.6, rel=1e-6)  # 0.4 A x 4.0 V
     assert r.sign_convention == "negative current = discharge" and not r.charging
@@ -101,12 +102,15 @@ def test_remote_bench_end_to_end(tiny_folder: Path, tmp_path: Path) -> None:
     e = record.energy
     assert record.device.id == "adb:local-phone" and e.source == "measured:battery"
     assert e.idle_power_w == pytest.approx(1.6, rel=1e-6)
-    assert e.samples is not None and e.samples > 5 and e.joules_per_token > 0 and not e.charging
+    assert e.samples is not None and e.samples > 5 and not e.charging
+    assert e.active_power_w is not None and e.duration_s is not None and 1.6 < e.active_power_w <= 4.0 + 1e-9
+    # Net of idle, per token of all (warm-up and counted) runs: idle subtracted once.
+    assert e.joules_per_token == pytest.approx((e.active_power_w - 1.6) * e.duration_s / ((2 + 1) * 8), rel=1e-6)
     assert record.decode_tokens_per_s > 0 and record.push and record.push["files_pushed"]
     store = ResultsStore(tmp_path / "results.jsonl")
     assert store.append(record).id == 1
     # The measured run calibrates the profile it was taken as.
-    from edgelm.profiler.calibrate import calibrate
+    from edgelm.bench.calibrate import calibrate
     from edgelm.profiler.devices import get_profile
 
     c = calibrate(get_profile("pixel-8-pro"), store.read())

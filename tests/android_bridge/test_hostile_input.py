@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from android_bridge.discover import discover
-from android_bridge.transport import AdbTransport
+from edgelm.devices.android import discover
+from edgelm.devices.transport import AdbTransport
 from edgelm.errors import DeviceError
 
 HOSTILE = ["emulator-5554; touch {m}", "x$(touch {m})", "a b 'c' \"d\"", "`touch {m}`", "x && touch {m} #"]

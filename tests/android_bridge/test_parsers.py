@@ -6,9 +6,10 @@ from pathlib import Path
 
 import tomllib
 
-from android_bridge.discover import describe_state, parse_devices
-from android_bridge.facts import (
+from edgelm.devices.android import (
     DeviceFacts,
+    describe_state,
+    parse_devices,
     parse_dumpsys_battery,
     parse_getprop,
     parse_meminfo,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgelm.bench.meters import PowerSupplyMeter, RaplMeter, find_meter
+from edgelm.devices.meters import PowerSupplyMeter, RaplMeter, find_meter
 
 
 def _rapl_tree(root: Path, pkg_uj: int, dram_uj: int, max_uj: int = 262143328850) -> Path:
@@ -70,10 +70,12 @@ def test_battery_gauge_integrates_power(tmp_path: Path, sign: int) -> None:
     _battery(tmp_path, sign * 500_000, 4_000_000)  # 0.5 A x 4 V = 2 W
     m = PowerSupplyMeter(root=tmp_path / "class" / "power_supply", rate_hz=200)
     assert m.available()
+    threads = threading.active_count()
     m.start()
     time.sleep(0.3)
     r = m.stop()
-    assert r.samples >= 10
+    assert threading.active_count() == threads  # the sampling thread ended with stop()
+    assert r.samples >= 10 and r.rate_hz == 200 and not r.charging
     assert r.power_w == pytest.approx(2.0, rel=1e-6)
     assert ("negative" in r.detail) == (sign < 0)
     assert "CHARGING" not in r.detail
@@ -95,7 +97,8 @@ def test_battery_gauge_flags_charging(tmp_path: Path) -> None:
     m = PowerSupplyMeter(root=tmp_path / "class" / "power_supply", rate_hz=100)
     m.start()
     time.sleep(0.05)
-    assert "CHARGING" in m.stop().detail
+    r = m.stop()
+    assert "CHARGING" in r.detail and r.charging
 
 
 def test_find_meter_prefers_rapl(tmp_path: Path) -> None:
@@ -103,14 +106,16 @@ def test_find_meter_prefers_rapl(tmp_path: Path) -> None:
     _battery(tmp_path, 1, 1)
     m = find_meter(tmp_path)
     assert m is not None and m.name == "rapl"
-    assert threading.active_count() >= 1
+    (tmp_path / "class" / "powercap").rename(tmp_path / "gone")
+    m = find_meter(tmp_path)
+    assert m is not None and m.name == "battery"
 
 
 def test_nvml_meter_reads_the_total_energy_counter(monkeypatch: pytest.MonkeyPatch) -> None:
     """NVML through a stand-in for pynvml with the calls the meter makes (millijoules)."""
     import types
 
-    from edgelm.bench.meters import NvmlMeter
+    from edgelm.devices.meters import NvmlMeter
 
     counters = {0: 1_000_000, 1: 50_000}
     fake = types.SimpleNamespace(
@@ -127,7 +132,7 @@ def test_nvml_meter_reads_the_total_energy_counter(monkeypatch: pytest.MonkeyPat
 
 
 def test_nvml_unavailable_without_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgelm.bench.meters import NvmlMeter
+    from edgelm.devices.meters import NvmlMeter
 
     monkeypatch.setitem(__import__("sys").modules, "pynvml", None)
     assert not NvmlMeter().available()

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgelm.bench.runner import peak_rss_bytes, reset_peak_rss
+from edgelm.devices.rss import peak_rss_bytes, reset_peak_rss
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/clear_refs is Linux's")

@@ -1,17 +1,132 @@
-"""A device's facts (getprop, /proc/meminfo, dumpsys battery, power_supply uevent, CPU
-frequencies) and a draft device profile made from them."""
+"""Android phones over adb: which are attached (``adb devices -l``), their facts (getprop,
+/proc/meminfo, dumpsys battery, power_supply uevent, CPU frequencies) as a draft device
+profile, their battery gauge as an energy :class:`~edgelm.devices.meters.Meter`, and
+pushing a model folder to them. Everything reaches the phone through a
+:class:`~edgelm.devices.transport.Transport`, so the tests run it against this machine.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from dataclasses import dataclass
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from .transport import Transport
+from .._io import sha256_file
+from ..errors import DeviceError
+from .meters import FuelGaugeMeter
+from .transport import Transport, translate_errors
 
-__all__ = ["DeviceFacts", "parse_getprop", "parse_meminfo", "parse_dumpsys_battery", "parse_uevent", "read_facts",
-           "profile_draft"]
+__all__ = ["AdbDevice", "parse_devices", "discover", "describe_state", "AndroidBatteryMeter", "push_folder",
+           "HASHES_FILE", "SUPPLY", "DeviceFacts", "parse_getprop", "parse_meminfo", "parse_dumpsys_battery",
+           "parse_uevent", "read_facts", "profile_draft"]
+
+SUPPLY = "/sys/class/power_supply/battery"
+HASHES_FILE = ".edgelm-sha256.json"
+
+_STATES = {
+    "device": "ready",
+    "unauthorized": "unauthorized: accept the USB debugging prompt on the phone",
+    "offline": "offline: reconnect the cable or restart adb (adb kill-server)",
+    "no permissions": "no permissions: add a udev rule for the phone (see the adb documentation)",
+    "recovery": "in recovery mode",
+    "sideload": "in sideload mode",
+    "bootloader": "in the bootloader",
+}
+
+
+@dataclass(frozen=True)
+class AdbDevice:
+    serial: str
+    state: str
+    props: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "device"
+
+    @property
+    def model(self) -> str:
+        return self.props.get("model", "?").replace("_", " ")
+
+
+def describe_state(state: str) -> str:
+    return _STATES.get(state, state)
+
+
+def parse_devices(text: str) -> list[AdbDevice]:
+    """Parse ``adb devices -l`` output (daemon start-up chatter and blank lines ignored)."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("List of devices", "*", "adb server", "adb:")):
+            continue
+        serial, _, rest = line.partition("\t") if "\t" in line else line.partition(" ")
+        rest = rest.strip()
+        if rest.startswith("no permissions"):
+            state, tail = "no permissions", rest[len("no permissions"):]
+        else:
+            state, _, tail = rest.partition(" ")
+        props = {}
+        for token in tail.split():
+            key, sep, value = token.partition(":")
+            if sep:
+                props[key] = value
+        out.append(AdbDevice(serial.strip(), state, props))
+    return out
+
+
+@translate_errors
+def discover(adb: str = "adb") -> list[AdbDevice]:
+    p = subprocess.run([adb, "devices", "-l"], capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        raise DeviceError(f"adb devices failed: {p.stderr.strip()[-300:]}")
+    return parse_devices(p.stdout)
+
+
+class AndroidBatteryMeter(FuelGaugeMeter):
+    """The phone's fuel gauge (``/sys/class/power_supply/battery``) read over a transport:
+    the same sampling, integration and charging flag as a local battery."""
+
+    def __init__(self, transport: Transport, rate_hz: float = 5.0, supply: str = SUPPLY) -> None:
+        super().__init__(lambda name: transport.read_text(f"{supply}/{name}"), f"{supply} on the device", rate_hz)
+        self.transport = transport
+
+
+def push_folder(transport: Transport, local: Path, remote: str) -> list[str]:
+    """Push the files of ``local`` to ``remote``, skipping those whose hash the device
+    already holds; returns the names pushed."""
+    local = Path(local)
+    if not (local / "edgelm.json").exists():
+        raise DeviceError(f"{local}: not an edgelm model folder (no edgelm.json)")
+    try:
+        held = json.loads(transport.read_text(f"{remote}/{HASHES_FILE}") or "{}")
+    except (json.JSONDecodeError, RecursionError):
+        held = {}
+    if not isinstance(held, dict):  # the phone's file is not ours to trust: push everything
+        held = {}
+    links = [f.name for f in local.iterdir() if f.is_symlink()]
+    if links:  # a downloaded folder could link to any file of the user's: never push through one
+        raise DeviceError(f"{local}: {links[0]} is a symbolic link; edgelm pushes only the folder's own files")
+    hashes = {f.name: sha256_file(f) for f in sorted(local.iterdir()) if f.is_file()}
+    transport.run(["mkdir", "-p", remote], timeout=30).check(f"mkdir {remote}")
+    pushed = []
+    for name, digest in hashes.items():
+        if held.get(name) != digest:
+            transport.push(local / name, f"{remote}/{name}")
+            pushed.append(name)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as tmp:
+        json.dump(hashes, tmp)
+    try:
+        transport.push(Path(tmp.name), f"{remote}/{HASHES_FILE}")
+    finally:
+        Path(tmp.name).unlink(missing_ok=True)
+    return pushed
+
+
 
 _GETPROP = re.compile(r"^\[(?P<key>[^\]]+)\]: \[(?P<value>.*)\]$")
 

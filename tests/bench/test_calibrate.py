@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from edgelm.arch import ARCH_PRESETS
+from edgelm.bench.calibrate import calibrate
 from edgelm.bench.record import BenchRecord
 from edgelm.errors import ProfileError
 from edgelm.manifest import Quant
-from edgelm.profiler.calibrate import calibrate
 from edgelm.profiler.devices import get_profile
 from edgelm.profiler.energy import estimate_energy
 from edgelm.profiler.memory import weights_bytes_for

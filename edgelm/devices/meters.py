@@ -1,8 +1,10 @@
 """Energy meters: Linux powercap (RAPL), NVIDIA NVML, a battery fuel gauge.
 
-Each meter reads a counter or samples power while a measured block runs and returns
-joules. Hardware sits behind a root path (``/sys`` by default) so tests run each meter
-on a file tree shaped like the real one. :func:`find_meter` picks the first that works.
+Each meter reads a counter or samples power while a measured block runs and returns a
+:class:`Reading`. Hardware sits behind a root path (``/sys`` by default) so tests run
+each meter on a file tree shaped like the real one. :func:`find_meter` picks the first
+that works. A phone's gauge read over adb is the same :class:`FuelGaugeMeter` with its
+files read through a transport (``edgelm.devices.android.AndroidBatteryMeter``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 
 from ..errors import DeviceError, EdgeLMError
 
-__all__ = ["FuelGaugeSampler", "Meter", "RaplMeter", "NvmlMeter", "PowerSupplyMeter", "find_meter", "Reading", "integrate_power"]
+__all__ = ["FuelGaugeSampler", "FuelGaugeMeter", "Meter", "RaplMeter", "NvmlMeter", "PowerSupplyMeter", "find_meter",
+           "Reading", "integrate_power", "net_joules"]
 
 
 def integrate_power(samples: list[tuple[float, float]]) -> float:
@@ -25,14 +28,27 @@ def integrate_power(samples: list[tuple[float, float]]) -> float:
 
 @dataclass(frozen=True)
 class Reading:
+    """Joules over ``duration_s`` between a meter's start and stop; a sampling meter also
+    says how it sampled, and a battery whether it was charging (which makes the figure
+    meaningless)."""
+
     energy_j: float
     duration_s: float
     samples: int
     detail: str = ""
+    rate_hz: float | None = None
+    sign_convention: str | None = None
+    charging: bool = False
 
     @property
     def power_w(self) -> float:
         return self.energy_j / self.duration_s if self.duration_s > 0 else 0.0
+
+
+def net_joules(reading: Reading, idle_w: float) -> float:
+    """The reading's energy above an idle baseline of ``idle_w`` watts (never below zero):
+    the one place idle power is subtracted."""
+    return max(0.0, reading.energy_j - idle_w * reading.duration_s)
 
 
 class Meter:
@@ -48,6 +64,12 @@ class Meter:
 
     def stop(self) -> Reading:
         raise NotImplementedError
+
+    def measure(self, seconds: float) -> Reading:
+        """A reading over ``seconds`` of doing nothing (the idle baseline)."""
+        self.start()
+        time.sleep(seconds)
+        return self.stop()
 
 
 class RaplMeter(Meter):
@@ -138,7 +160,7 @@ class FuelGaugeSampler:
     """Samples a fuel gauge's current (uA) and voltage (uV) on a thread at ``rate_hz``.
 
     ``read`` returns ``(current_ua, voltage_uv)`` from wherever the gauge is: local sysfs
-    here, a phone over a transport in android_bridge. Gauges disagree on the sign of a
+    here, a phone's over a transport. Gauges disagree on the sign of a
     discharging current; the magnitude is used and the sign seen is recorded."""
 
     #: Plausible gauge readings (a phone draws well under 100 A; its cell is under 100 V):
@@ -199,62 +221,83 @@ class FuelGaugeSampler:
         return "negative current = discharge" if self.negative_discharge else "positive current = discharge"
 
 
-class PowerSupplyMeter(Meter):
-    """A battery fuel gauge (``/sys/class/power_supply/<name>/current_now`` in uA and
-    ``voltage_now`` in uV), sampled at ``rate_hz`` while discharging and integrated.
-    Charging makes the reading meaningless, so it is flagged."""
+class FuelGaugeMeter(Meter):
+    """A battery fuel gauge: a power-supply folder's ``current_now`` (uA) and
+    ``voltage_now`` (uV), sampled at ``rate_hz`` while the block runs and integrated.
+    ``read_text(name)`` returns a file of the folder (None when unreadable), so the same
+    meter reads local sysfs or a phone's over a transport. Charging is flagged."""
 
     name = "battery"
 
-    def __init__(self, supply: Path | str | None = None, root: Path | str = "/sys/class/power_supply",
-                 rate_hz: float = 20.0) -> None:
-        self.root = Path(root)
-        self.supply = Path(supply) if supply else None
+    def __init__(self, read_text: Callable[[str], str | None], where: str, rate_hz: float = 20.0) -> None:
+        self.read_text = read_text
+        self.where = where
         self.rate_hz = rate_hz
         self.charging = False
         self._sampler: FuelGaugeSampler | None = None
 
-    def _find(self) -> Path | None:
-        if self.supply is not None:
-            return self.supply
-        for d in sorted(self.root.glob("*")):
-            kind = (d / "type").read_text().strip() if (d / "type").exists() else ""
-            if kind == "Battery" and (d / "current_now").exists() and (d / "voltage_now").exists():
-                return d
-        return None
-
-    @staticmethod
-    def _reader(d: Path) -> Callable[[], tuple[int, int]]:
-        return lambda: (int((d / "current_now").read_text()), int((d / "voltage_now").read_text()))
+    def _read(self) -> tuple[int, int]:
+        cur, volt = self.read_text("current_now"), self.read_text("voltage_now")
+        if cur is None or volt is None:
+            raise DeviceError(f"cannot read {self.where}/current_now and voltage_now")
+        return int(cur.strip()), int(volt.strip())
 
     def available(self) -> bool:
-        d = self._find()
-        if d is None:
-            return False
         try:
-            self._reader(d)()
-        except (OSError, ValueError):
+            self._read()
+        except (OSError, ValueError, DeviceError):
             return False
         return True
 
     def start(self) -> None:
-        d = self._find()
-        if d is None:
-            raise OSError("no battery power supply found")
-        status = (d / "status").read_text().strip() if (d / "status").exists() else ""
-        self.charging = status == "Charging"
-        self._sampler = FuelGaugeSampler(self._reader(d), self.rate_hz)
+        self.charging = (self.read_text("status") or "").strip() == "Charging"
+        self._sampler = FuelGaugeSampler(self._read, self.rate_hz)
         self._sampler.start()
 
     def stop(self) -> Reading:
         assert self._sampler is not None, "stop() before start()"
         energy, duration = self._sampler.stop()
         n = len(self._sampler.samples)
+        sign = self._sampler.sign_convention
         if n < 2:
-            return Reading(0.0, 0.0, n, "too few samples")
-        detail = f"{n} samples at {self.rate_hz:g} Hz, {self._sampler.sign_convention}" + (
-            "; CHARGING: meaningless" if self.charging else "")
-        return Reading(energy, duration, n, detail)
+            return Reading(0.0, 0.0, n, "too few samples", self.rate_hz, sign, self.charging)
+        detail = f"{n} samples at {self.rate_hz:g} Hz, {sign}" + ("; CHARGING: meaningless" if self.charging else "")
+        return Reading(energy, duration, n, detail, self.rate_hz, sign, self.charging)
+
+
+def _local_reader(folder: Path) -> Callable[[str], str | None]:
+    def read(name: str) -> str | None:
+        try:
+            return (folder / name).read_text()
+        except OSError:
+            return None
+
+    return read
+
+
+class PowerSupplyMeter(FuelGaugeMeter):
+    """This machine's battery: the first ``Battery`` folder under
+    ``/sys/class/power_supply`` with a current and a voltage (or the one given)."""
+
+    def __init__(self, supply: Path | str | None = None, root: Path | str = "/sys/class/power_supply",
+                 rate_hz: float = 20.0) -> None:
+        self.root = Path(root)
+        folder = Path(supply) if supply else self._find()
+        self.folder = folder
+        super().__init__(_local_reader(folder) if folder else (lambda name: None), str(folder or self.root),
+                         rate_hz)
+
+    def _find(self) -> Path | None:
+        for d in sorted(self.root.glob("*")):
+            kind = (d / "type").read_text().strip() if (d / "type").exists() else ""
+            if kind == "Battery" and (d / "current_now").exists() and (d / "voltage_now").exists():
+                return d
+        return None
+
+    def start(self) -> None:
+        if self.folder is None:
+            raise OSError("no battery power supply found")
+        super().start()
 
 
 def find_meter(sys_root: Path | str = "/sys") -> Meter | None:

@@ -15,15 +15,13 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..arch import Architecture, KVDtype
 from ..errors import ProfileError
-from .devices import DeviceProfile
-from .energy import OVERHEAD_S_PER_LAYER, bench_context, bytes_per_token, estimate_energy
-
-if TYPE_CHECKING:
-    from ..bench.record import BenchRecord
+from ..profiler.devices import DeviceProfile
+from ..profiler.energy import OVERHEAD_S_PER_LAYER, bench_context, bytes_per_token, estimate_energy
+from .record import BenchRecord
 
 __all__ = ["Calibration", "calibrate"]
 

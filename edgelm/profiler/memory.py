@@ -22,7 +22,7 @@
   mobilellm-125m prompts of 472 and 720 tokens with ONNX Runtime's default arena.
 
 All figures are bytes. ``benchmarks/memory_model.py`` prints estimate and measurement
-side by side; ``tests/profiler/test_memory_measured.py`` holds them within 15%.
+side by side; ``tests/profiler/test_memory.py`` (a slow test) holds them within 15%.
 """
 
 from __future__ import annotations

@@ -58,7 +58,12 @@ def test_prompt_longer_than_context(tiny_fp32: Path) -> None:
     model = edgelm.load(tiny_fp32, threads=1, context=16)
     with pytest.raises(RuntimeLoadError, match="context"):
         model.generate("x" * 40, max_new_tokens=2)
-    assert isinstance(model.generate("x" * 40, max_new_tokens=2, truncate=True), str)
+    # truncate=True keeps the prompt's last context - 1 tokens: the same reply as that tail alone.
+    ids = model.encode("x" * 40)
+    assert len(ids) > 16
+    tail = model.tokenizer.decode(ids[-15:])
+    assert model.encode(tail) == ids[-15:]
+    assert model.generate("x" * 40, max_new_tokens=2, truncate=True) == model.generate(tail, max_new_tokens=2)
 
 
 def test_stop_string(tiny_fp32: Path) -> None:
@@ -74,7 +79,11 @@ def test_stop_string(tiny_fp32: Path) -> None:
 
 def test_generate_cli_streams(tiny_fp32: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", str(tiny_fp32), "-p", "hi", "--max-new-tokens", "5", "--threads", "1"]) == 0
-    assert capsys.readouterr().out.endswith("\n")
+    # What streams to stdout is the greedy reply, then a newline.
+    model = edgelm.load(tiny_fp32, threads=1)
+    prompt = [{"role": "user", "content": "hi"}] if model.chat_template is not None else "hi"
+    want = model.generate(prompt, max_new_tokens=5)
+    assert capsys.readouterr().out == want + "\n"
 
 
 def test_generate_cli_bad_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,7 +128,8 @@ def test_a_different_prompt_rewinds_the_cache(tiny_fp32: Path) -> None:
     b = model.generate("abcXYZ", max_new_tokens=5)
     assert model.reused_tokens == 3
     fresh = edgelm.load(tiny_fp32, threads=1, context=128)
-    assert fresh.generate("abcXYZ", max_new_tokens=5) == b and isinstance(a, str)
+    assert fresh.generate("abcXYZ", max_new_tokens=5) == b
+    assert fresh.generate("abcdef", max_new_tokens=5) == a and fresh.reused_tokens == 3
 
 
 def test_step_results_can_be_kept(tiny_fp32: Path) -> None:

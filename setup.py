@@ -24,6 +24,7 @@ extensions = [
     Extension(
         f"edgelm._kernels.{pyx.stem}",
         [str(pyx)],
+        depends=sorted(str(p) for p in [*Path("kernels").glob("*.h"), *Path("kernels").glob("*.pxd")]),
         include_dirs=[np.get_include(), "kernels"],
         # No FP contraction: the same float operations on every machine (x86 and Arm), so a
         # seed draws the same tokens everywhere.
@@ -42,7 +43,7 @@ ORTOPS = Path("kernels/ortops")
 ortops = Extension(
     "edgelm._ortops",
     sorted(str(p) for p in [*ORTOPS.glob("*.c"), *ORTOPS.glob("arch/*/*.c")]),
-    depends=sorted(str(p) for p in [*ORTOPS.glob("*.h"), *ORTOPS.glob("arch/*/*.h")]),
+    depends=sorted(str(p) for p in [*ORTOPS.glob("*.h"), *ORTOPS.glob("arch/*/*.h"), Path("kernels/edgelm_exp.h")]),
     extra_compile_args=(["-O3"] if not DEBUG else ["-O0", "-g"]) + ["-std=c11", "-fvisibility=hidden"],
     libraries=["m"],
 )

@@ -11,264 +11,16 @@ repetition penalty). Filtered entries become -inf.
 
 from libc.math cimport INFINITY, isfinite, log
 from libc.stdint cimport int32_t, int64_t, uint64_t
-from libc.stdlib cimport qsort
 from libc.string cimport memcpy
 
+from _blocks cimport (EDGELM_BLOCK, block_end, edgelm_bmax, edgelm_collect_ge, edgelm_copy_bmax,
+                      edgelm_exp_buckets, edgelm_exp_nonpos, edgelm_exp_nonpos_lanes, edgelm_filter_below,
+                      edgelm_max)
+from _heap cimport kth_largest, kth_largest_bmax
+from _rng cimport splitmix64, uniform
+from _sort cimport sort_desc
 from _typedefs cimport Candidate, SamplingConfig
 
-
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    /* exp(x) for x <= 0 in float32 arithmetic only: 2^(x log2 e) split into an integer
-       power of two (built in the exponent bits) and 2^f, f in [0, 1), by a degree-6
-       polynomial (relative error < 3e-7). No libm, so the compiler vectorizes loops that
-       call it, and with FP contraction off the result is bit-identical on every machine,
-       which keeps seeded draws reproducible. */
-    static inline float edgelm_exp_neg(float x) {
-        /* Branch-free (ternaries), so loops calling it vectorize. */
-        x = x < -87.0f ? -87.0f : x;
-        float t = x * 1.44269504088896341f;
-        int32_t n = (int32_t)t;
-        n -= ((float)n > t);                 /* floor for negative t */
-        float f = t - (float)n;
-        float p = 1.5403530393381606e-4f;
-        p = p * f + 1.3333558146428443e-3f;
-        p = p * f + 9.6181291076284772e-3f;
-        p = p * f + 5.5504108664821580e-2f;
-        p = p * f + 2.4022650695910072e-1f;
-        p = p * f + 6.9314718055994531e-1f;
-        p = p * f + 1.0f;
-        int32_t bits = (n + 127) << 23;
-        float scale;
-        memcpy(&scale, &bits, sizeof scale);
-        return p * scale;
-    }
-
-    #define EDGELM_BLOCK 64
-
-    typedef float edgelm_v4f __attribute__((vector_size(16)));
-    typedef int32_t edgelm_v4i __attribute__((vector_size(16)));
-
-    static inline edgelm_v4f edgelm_load4(const float* p) { edgelm_v4f v; memcpy(&v, p, sizeof v); return v; }
-    static inline void edgelm_store4(float* p, edgelm_v4f v) { memcpy(p, &v, sizeof v); }
-    static inline edgelm_v4f edgelm_sel4(edgelm_v4i mask, edgelm_v4f a, edgelm_v4f b) {
-        return (edgelm_v4f)(((edgelm_v4i)a & mask) | ((edgelm_v4i)b & ~mask));
-    }
-
-    /* Lane-wise max (exact: no rounding, so the same on every machine) and "either lane is
-       NaN": one instruction each on SSE2 and NEON, a compare-and-select elsewhere. */
-    #if defined(__SSE2__)
-    #include <emmintrin.h>
-    static inline edgelm_v4f edgelm_max4(edgelm_v4f a, edgelm_v4f b) { return (edgelm_v4f)_mm_max_ps((__m128)a, (__m128)b); }
-    static inline edgelm_v4i edgelm_unord4(edgelm_v4f a, edgelm_v4f b) { return (edgelm_v4i)_mm_cmpunord_ps((__m128)a, (__m128)b); }
-    #elif defined(__ARM_NEON)
-    #include <arm_neon.h>
-    static inline edgelm_v4f edgelm_max4(edgelm_v4f a, edgelm_v4f b) { return (edgelm_v4f)vmaxq_f32((float32x4_t)a, (float32x4_t)b); }
-    static inline edgelm_v4i edgelm_unord4(edgelm_v4f a, edgelm_v4f b) { return (a != a) | (b != b); }
-    #else
-    static inline edgelm_v4f edgelm_max4(edgelm_v4f a, edgelm_v4f b) { return edgelm_sel4(a > b, a, b); }
-    static inline edgelm_v4i edgelm_unord4(edgelm_v4f a, edgelm_v4f b) { return (a != a) | (b != b); }
-    #endif
-
-    #if defined(__SSE2__)
-    static inline int edgelm_any4(edgelm_v4i m) { return _mm_movemask_ps((__m128)m) != 0; }
-    #else
-    static inline int edgelm_any4(edgelm_v4i m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
-    #endif
-
-    /* max of x[0..n) (n >= 1, no NaN): four lanes, two accumulators. */
-    static inline float edgelm_max(const float* restrict x, Py_ssize_t n) {
-        Py_ssize_t i = 0, j;
-        float m = x[0];
-        if (n >= 8) {
-            edgelm_v4f a = edgelm_load4(x), b = edgelm_load4(x + 4);
-            for (i = 8; i + 8 <= n; i += 8) {
-                a = edgelm_max4(edgelm_load4(x + i), a);
-                b = edgelm_max4(edgelm_load4(x + i + 4), b);
-            }
-            a = edgelm_max4(a, b);
-            m = a[0];
-            for (j = 1; j < 4; j++) m = a[j] > m ? a[j] : m;
-        }
-        for (; i < n; i++) m = x[i] > m ? x[i] : m;
-        return m;
-    }
-
-    /* The layout of Candidate (_typedefs.pxd) and of edgelm.sampling's numpy dtype. */
-    typedef struct { float value; int32_t index; } edgelm_cand;
-
-    /* Append (x[i], i) for every i in [start, end) with x[i] >= lo to cand[c...]; returns
-       the new count. Eight values are tested at once and skipped together (almost all
-       are below lo); a group with a hit is written branch-free: always write, advance
-       when kept (in bounds while c <= start). */
-    static inline Py_ssize_t edgelm_collect_ge(const float* restrict x, Py_ssize_t start, Py_ssize_t end,
-                                               float lo, void* restrict out, Py_ssize_t c) {
-        edgelm_cand* cand = (edgelm_cand*)out;
-        const edgelm_v4f lo4 = {lo, lo, lo, lo};
-        Py_ssize_t i = start, j;
-        for (; i + 8 <= end; i += 8) {
-            if (!edgelm_any4((edgelm_load4(x + i) >= lo4) | (edgelm_load4(x + i + 4) >= lo4))) continue;
-            for (j = i; j < i + 8; j++) {
-                cand[c].value = x[j];
-                cand[c].index = (int32_t)j;
-                c += x[j] >= lo;
-            }
-        }
-        for (; i < end; i++) {
-            cand[c].value = x[i];
-            cand[c].index = (int32_t)i;
-            c += x[i] >= lo;
-        }
-        return c;
-    }
-
-    #if defined(__clang__)
-    #define EDGELM_SHUF(a, b, i, j, k, l) __builtin_shufflevector((a), (b), i, j, k, l)
-    #else
-    #define EDGELM_SHUF(a, b, i, j, k, l) __builtin_shuffle((a), (b), (edgelm_v4i){i, j, k, l})
-    #endif
-
-    /* Lane-wise max over one block of EDGELM_BLOCK values (copied to out when copy is set);
-       NaN lanes are or-ed into bad. */
-    static inline edgelm_v4f edgelm_vblock(const float* restrict s, float* restrict out, const int copy,
-                                           edgelm_v4i* bad) {
-        edgelm_v4f m0 = edgelm_load4(s), m1 = edgelm_load4(s + 4);
-        for (Py_ssize_t i = 0; i < EDGELM_BLOCK; i += 8) {
-            edgelm_v4f v0 = edgelm_load4(s + i), v1 = edgelm_load4(s + i + 4);
-            if (copy) {
-                edgelm_store4(out + i, v0);
-                edgelm_store4(out + i + 4, v1);
-            }
-            *bad |= edgelm_unord4(v0, v1);
-            m0 = edgelm_max4(v0, m0);
-            m1 = edgelm_max4(v1, m1);
-        }
-        return edgelm_max4(m1, m0);
-    }
-
-    /* bmax[b] = max of block b of EDGELM_BLOCK values, and out = src when copy is set;
-       non-zero if any NaN. Written with GCC/Clang vector types (SSE2 on x86-64, NEON on
-       arm64); copy is a constant at both call sites, so each gets its own loop. Four
-       blocks' lane maxima are reduced together by shuffles (a transpose), one store. */
-    static inline int edgelm_block_max(const float* restrict src, float* restrict out, Py_ssize_t n,
-                                       float* restrict bmax, const int copy) {
-        Py_ssize_t b, i, j, nb = n / EDGELM_BLOCK;
-        edgelm_v4i bad = {0, 0, 0, 0};
-        for (b = 0; b + 4 <= nb; b += 4) {
-            const Py_ssize_t o = b * EDGELM_BLOCK;
-            float* d = copy ? out + o : out;  /* out is NULL when not copying */
-            edgelm_v4f m0 = edgelm_vblock(src + o, d, copy, &bad);
-            edgelm_v4f m1 = edgelm_vblock(src + o + EDGELM_BLOCK, d + (copy ? EDGELM_BLOCK : 0), copy, &bad);
-            edgelm_v4f m2 = edgelm_vblock(src + o + 2 * EDGELM_BLOCK, d + (copy ? 2 * EDGELM_BLOCK : 0), copy, &bad);
-            edgelm_v4f m3 = edgelm_vblock(src + o + 3 * EDGELM_BLOCK, d + (copy ? 3 * EDGELM_BLOCK : 0), copy, &bad);
-            /* p = [max(a0,a2), max(a1,a3), max(b0,b2), max(b1,b3)] for blocks a=0,b=1; q for 2,3 */
-            edgelm_v4f p = edgelm_max4(EDGELM_SHUF(m0, m1, 0, 1, 4, 5), EDGELM_SHUF(m0, m1, 2, 3, 6, 7));
-            edgelm_v4f q = edgelm_max4(EDGELM_SHUF(m2, m3, 0, 1, 4, 5), EDGELM_SHUF(m2, m3, 2, 3, 6, 7));
-            edgelm_store4(bmax + b, edgelm_max4(EDGELM_SHUF(p, q, 0, 2, 4, 6), EDGELM_SHUF(p, q, 1, 3, 5, 7)));
-        }
-        for (; b < nb; b++) {
-            edgelm_v4f m4 = edgelm_vblock(src + b * EDGELM_BLOCK, copy ? out + b * EDGELM_BLOCK : out, copy, &bad);
-            float m = m4[0];
-            for (j = 1; j < 4; j++) m = m4[j] > m ? m4[j] : m;
-            bmax[b] = m;
-        }
-        int any_bad = (bad[0] | bad[1] | bad[2] | bad[3]) != 0;
-        if (nb * EDGELM_BLOCK < n) {
-            float m = -INFINITY;
-            for (i = nb * EDGELM_BLOCK; i < n; i++) {
-                float v = src[i];
-                if (copy) out[i] = v;
-                any_bad |= v != v;
-                m = v > m ? v : m;
-            }
-            bmax[nb] = m;
-        }
-        return any_bad;
-    }
-
-    static inline int edgelm_copy_bmax(const float* restrict src, float* restrict out, Py_ssize_t n,
-                                       float* restrict bmax) {
-        return edgelm_block_max(src, out, n, bmax, 1);
-    }
-
-    /* bmax only: the logits are read in place. */
-    static inline int edgelm_bmax(const float* restrict src, Py_ssize_t n, float* restrict bmax) {
-        return edgelm_block_max(src, NULL, n, bmax, 0);
-    }
-
-    /* edgelm_exp_neg on four lanes: the same float operations in the same order, so the same bits. */
-    static inline edgelm_v4f edgelm_exp_neg4(edgelm_v4f x) {
-        const edgelm_v4f lo = {-87.0f, -87.0f, -87.0f, -87.0f};
-        x = edgelm_sel4(x < lo, lo, x);
-        edgelm_v4f t = x * 1.44269504088896341f;
-        edgelm_v4i n = __builtin_convertvector(t, edgelm_v4i);
-        edgelm_v4f nf = __builtin_convertvector(n, edgelm_v4f);
-        n += (nf > t);                      /* comparison lanes are -1 where true: floor */
-        nf = __builtin_convertvector(n, edgelm_v4f);
-        edgelm_v4f f = t - nf;
-        edgelm_v4f p = f * 1.5403530393381606e-4f + 1.3333558146428443e-3f;
-        p = p * f + 9.6181291076284772e-3f;
-        p = p * f + 5.5504108664821580e-2f;
-        p = p * f + 2.4022650695910072e-1f;
-        p = p * f + 6.9314718055994531e-1f;
-        p = p * f + 1.0f;
-        edgelm_v4i bits = (n + 127) << 23;
-        return p * (edgelm_v4f)bits;
-    }
-
-    /* p[i] = exp(x[i] - m) (0 for -inf) and the histogram bucket of m - x[i]. */
-    static inline void edgelm_exp_buckets(const float* restrict x, Py_ssize_t n, float m, float scale,
-                                          int32_t last, float* restrict p, int32_t* restrict bucket) {
-        Py_ssize_t i;
-        float range = (float)last / scale;
-        const edgelm_v4f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-        const edgelm_v4f zero = {0.0f, 0.0f, 0.0f, 0.0f};
-        const edgelm_v4f rng4 = {range, range, range, range};
-        const edgelm_v4i last4 = {last, last, last, last};
-        for (i = 0; i + 4 <= n; i += 4) {
-            edgelm_v4f v = edgelm_load4(x + i);
-            edgelm_v4f e = edgelm_exp_neg4(v - m);
-            edgelm_store4(p + i, edgelm_sel4(v == ninf, zero, e));
-            edgelm_v4f d = m - v;
-            d = edgelm_sel4(d < rng4, d, rng4);   /* also maps -inf (d = inf) to the last bucket */
-            edgelm_v4i bk = __builtin_convertvector(d * scale, edgelm_v4i);
-            bk = (edgelm_v4i)edgelm_sel4(bk < last4, (edgelm_v4f)bk, (edgelm_v4f)last4);
-            memcpy(bucket + i, &bk, sizeof bk);
-        }
-        for (; i < n; i++) {
-            float d = m - x[i];
-            float e = edgelm_exp_neg(x[i] - m);
-            p[i] = x[i] == -INFINITY ? 0.0f : e;
-            float dc = d < range ? d : range;
-            int32_t bk = (int32_t)(dc * scale);
-            bucket[i] = bk < last ? bk : last;
-        }
-    }
-
-    /* out[i] = -inf where out[i] < thr. */
-    static inline void edgelm_filter_below(float* restrict out, Py_ssize_t n, float thr) {
-        Py_ssize_t i;
-        const edgelm_v4f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-        const edgelm_v4f t4 = {thr, thr, thr, thr};
-        for (i = 0; i + 4 <= n; i += 4) {
-            edgelm_v4f v = edgelm_load4(out + i);
-            edgelm_store4(out + i, edgelm_sel4(v >= t4, v, ninf));
-        }
-        for (; i < n; i++) out[i] = out[i] >= thr ? out[i] : -INFINITY;
-    }
-    """
-    float edgelm_exp_neg(float x) noexcept nogil
-    int edgelm_copy_bmax(const float* src, float* out, Py_ssize_t n, float* bmax) noexcept nogil
-    int edgelm_bmax(const float* src, Py_ssize_t n, float* bmax) noexcept nogil
-    void edgelm_exp_buckets(const float* x, Py_ssize_t n, float m, float scale, int32_t last, float* p,
-                            int32_t* bucket) noexcept nogil
-    void edgelm_filter_below(float* out, Py_ssize_t n, float thr) noexcept nogil
-    float edgelm_max(const float* x, Py_ssize_t n) noexcept nogil
-    Py_ssize_t edgelm_collect_ge(const float* x, Py_ssize_t start, Py_ssize_t end, float lo, void* cand,
-                                 Py_ssize_t c) noexcept nogil
-    enum: EDGELM_BLOCK
 
 # Return codes of the inner functions (the Python wrapper turns them into errors).
 DEF OK = 0
@@ -276,113 +28,6 @@ DEF ERR_NAN = -1
 DEF ERR_ALL_INF = -2
 DEF ERR_TOKEN_RANGE = -3
 DEF ERR_POS_INF = -5  # +inf in the logits, or a penalty or the temperature overflowed float32
-
-
-cdef inline uint64_t _splitmix64(uint64_t* state) noexcept nogil:
-    # splitmix64 (Steele, Lea, Flood 2014): integer-only, so a seed gives the same
-    # stream on every machine.
-    state[0] += 0x9E3779B97F4A7C15ULL
-    cdef uint64_t z = state[0]
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
-    return z ^ (z >> 31)
-
-
-cdef inline double _uniform(uint64_t* state) noexcept nogil:
-    # 53 random bits -> [0, 1)
-    return <double>(_splitmix64(state) >> 11) * (1.0 / 9007199254740992.0)
-
-
-cdef int _cmp_desc(const void* a, const void* b) noexcept nogil:
-    # Descending by value; among equal values the lower index first, so a tie at the
-    # top-p cut keeps the lower ids (transformers' unstable torch.sort keeps arbitrary
-    # ones: the number kept and their values agree, a test).
-    cdef const Candidate* x = <const Candidate*>a
-    cdef const Candidate* y = <const Candidate*>b
-    if x.value > y.value:
-        return -1
-    if x.value < y.value:
-        return 1
-    return (x.index > y.index) - (x.index < y.index)
-
-
-cdef void _sort_desc(Candidate* cand, Py_ssize_t n) noexcept nogil:
-    """Sort by ``_cmp_desc``'s order (a total order, so any correct sort gives the same
-    list): insertion sort for the short lists top-k leaves, qsort above 64."""
-    cdef Py_ssize_t i, j
-    cdef Candidate c
-    if n > 64:
-        qsort(cand, n, sizeof(Candidate), _cmp_desc)
-        return
-    for i in range(1, n):
-        c = cand[i]
-        j = i
-        while j > 0 and (cand[j - 1].value < c.value or (cand[j - 1].value == c.value and cand[j - 1].index > c.index)):
-            cand[j] = cand[j - 1]
-            j -= 1
-        cand[j] = c
-
-
-cdef void _sift_down(float* heap, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
-    cdef Py_ssize_t c
-    cdef float t
-    while True:
-        c = 2 * i + 1
-        if c >= n:
-            return
-        if c + 1 < n and heap[c + 1] < heap[c]:
-            c += 1
-        if heap[i] <= heap[c]:
-            return
-        t = heap[i]
-        heap[i] = heap[c]
-        heap[c] = t
-        i = c
-
-
-cdef float _kth_largest(const float* x, Py_ssize_t n, Py_ssize_t k, float* heap) noexcept nogil:
-    """The k-th largest value (1 <= k <= n) with a size-k min-heap: O(n log k), one pass.
-    The numpy equivalent is ``np.sort(x)[-k]``."""
-    cdef Py_ssize_t i
-    for i in range(k):
-        heap[i] = x[i]
-    for i in range(k // 2 - 1, -1, -1):
-        _sift_down(heap, k, i)
-    for i in range(k, n):
-        if x[i] > heap[0]:
-            heap[0] = x[i]
-            _sift_down(heap, k, 0)
-    return heap[0]
-
-
-cdef inline Py_ssize_t _block_end(Py_ssize_t b, Py_ssize_t n) noexcept nogil:
-    """One past the last index of block ``b`` (the last block may be short)."""
-    cdef Py_ssize_t end = (b + 1) * EDGELM_BLOCK
-    return end if end < n else n
-
-
-cdef float _kth_largest_bmax(const float* x, Py_ssize_t n, Py_ssize_t k, float* heap,
-                             const float* bmax) noexcept nogil:
-    """Like ``_kth_largest`` but skips every block whose maximum (``bmax``, an upper
-    bound is enough) cannot enter the heap: once the heap holds large values almost
-    every block is skipped, so this reads ~n/64 maxima instead of n values."""
-    cdef Py_ssize_t i, b, end
-    for i in range(k):
-        heap[i] = x[i]
-    for i in range(k // 2 - 1, -1, -1):
-        _sift_down(heap, k, i)
-    i = k
-    while i < n:
-        b = i // EDGELM_BLOCK
-        end = _block_end(b, n)
-        if bmax[b] > heap[0]:
-            while i < end:
-                if x[i] > heap[0]:
-                    heap[0] = x[i]
-                    _sift_down(heap, k, 0)
-                i += 1
-        i = end
-    return heap[0]
 
 
 cdef Py_ssize_t _top_k_candidates(const float* src, const float* out, const float* dirty, Py_ssize_t n,
@@ -400,19 +45,19 @@ cdef Py_ssize_t _top_k_candidates(const float* src, const float* out, const floa
     cdef float lo, thr
     cdef const float* x
     if k <= nb:
-        lo = _kth_largest(bmax, nb, k, heap)
+        lo = kth_largest(bmax, nb, k, heap)
     else:
-        lo = _kth_largest_bmax(out, n, k, heap, bmax)
+        lo = kth_largest_bmax(out, n, k, heap, bmax)
     for b in range(nb):
         if bmax[b] < lo:
             continue
-        end = _block_end(b, n)
+        end = block_end(b, n)
         x = src if dirty != NULL and dirty[b] == 0.0 else out
         n_c = edgelm_collect_ge(x, b * EDGELM_BLOCK, end, lo, cand, n_c)
     # The exact k-th largest among the (>= k) values found.
     for i in range(n_c):
         scratch[i] = cand[i].value
-    thr = _kth_largest(scratch, n_c, k, heap)
+    thr = kth_largest(scratch, n_c, k, heap)
     for i in range(n_c):
         # With fewer than k finite values the threshold is -inf: those are not candidates
         # (the maximum is finite, so at least one stays).
@@ -498,7 +143,7 @@ cdef int _top_p(float* out, Py_ssize_t n, float m, double top_p, float* probs, i
             cand[n_cand].value = out[i]
             cand[n_cand].index = <int32_t>i
             n_cand += 1
-    _sort_desc(cand, n_cand)
+    sort_desc(cand, n_cand)
     _cut_sorted(cand, n_cand, probs, acc, total, tail_allowed, out)
     return OK
 
@@ -524,10 +169,10 @@ cdef Py_ssize_t _top_p_candidates(Candidate* cand, Py_ssize_t n_cand, double top
     sorted first in ``cand``."""
     cdef Py_ssize_t i
     cdef double total = 0.0
-    _sort_desc(cand, n_cand)
+    sort_desc(cand, n_cand)
     cdef float m = cand[0].value
     for i in range(n_cand):
-        probs[cand[i].index] = edgelm_exp_neg(cand[i].value - m)
+        probs[cand[i].index] = edgelm_exp_nonpos(cand[i].value - m)
         total += probs[cand[i].index]
     return _cut_sorted(cand, n_cand, probs, 0.0, total, (1.0 - top_p) * total, out)
 
@@ -578,7 +223,7 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
             if dirty[b] == 0.0:
                 dirty[b] = 1.0
                 if lazy:
-                    end = _block_end(b, n)
+                    end = block_end(b, n)
                     memcpy(out + b * EDGELM_BLOCK, src + b * EDGELM_BLOCK, (end - b * EDGELM_BLOCK) * sizeof(float))
         _apply_penalties(src, out, n, prev, n_prev, counts, cfg)
         # Penalties moved some logits: recompute the maxima of their blocks, once each
@@ -587,7 +232,7 @@ cdef Py_ssize_t process_logits(const float* src, float* out, Py_ssize_t n, const
             b = prev[i] // EDGELM_BLOCK
             if dirty[b] == 1.0:
                 dirty[b] = 2.0
-                end = _block_end(b, n)
+                end = block_end(b, n)
                 if edgelm_bmax(out + b * EDGELM_BLOCK, end - b * EDGELM_BLOCK, bmax + b):
                     nan_made = True  # +inf minus an infinite penalty
     m = edgelm_max(bmax, nb)
@@ -674,11 +319,11 @@ cdef int64_t draw_candidates(const Candidate* cand, Py_ssize_t n_cand, uint64_t*
             m = cand[i].value
     for i in range(n_cand):
         if cand[i].value > -INFINITY:
-            total += edgelm_exp_neg(cand[i].value - m)
-    u = _uniform(state) * total
+            total += edgelm_exp_nonpos(cand[i].value - m)
+    u = uniform(state) * total
     for i in range(n_cand):
         if cand[i].value > -INFINITY:
-            acc += edgelm_exp_neg(cand[i].value - m)
+            acc += edgelm_exp_nonpos(cand[i].value - m)
             last = i
             if acc > u:
                 return cand[i].index
@@ -692,11 +337,11 @@ cdef int64_t draw(const float* logits, Py_ssize_t n, uint64_t* state) noexcept n
     cdef double total = 0.0, u, acc = 0.0
     for i in range(n):
         if logits[i] > -INFINITY:
-            total += edgelm_exp_neg(logits[i] - m)
-    u = _uniform(state) * total
+            total += edgelm_exp_nonpos(logits[i] - m)
+    u = uniform(state) * total
     for i in range(n):
         if logits[i] > -INFINITY:
-            acc += edgelm_exp_neg(logits[i] - m)
+            acc += edgelm_exp_nonpos(logits[i] - m)
             last = i
             if acc > u:
                 return i
@@ -721,6 +366,22 @@ cdef inline SamplingConfig _config(double temperature, int64_t top_k, double top
     cfg.frequency_penalty = frequency_penalty
     cfg.presence_penalty = presence_penalty
     return cfg
+
+
+def exp_nonpos(const float[::1] x, float[::1] out, bint lanes):
+    """``out = exp(x)`` by the kernels' libm-free exp (kernels/edgelm_exp.h), scalar or
+    four lanes at a time: for the tests of its error bound and of the two agreeing."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    if out.shape[0] != n:
+        raise ValueError("x and out differ in length")
+    if n == 0:
+        return
+    with nogil:
+        if lanes:
+            edgelm_exp_nonpos_lanes(&x[0], &out[0], n)
+        else:
+            for i in range(n):
+                out[i] = edgelm_exp_nonpos(x[i])
 
 
 cdef class SamplerCore:

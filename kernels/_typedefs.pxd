@@ -1,4 +1,4 @@
-# Types shared by the kernels (cimported from _sampling.pyx).
+# Types shared by the kernels (cimported by _sampling.pyx and _sort.pxd).
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
 cdef struct Candidate:

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-
 from edgelm._kernels._sampling import exp_nonpos
 
 HEADER = Path(__file__).resolve().parents[1] / "kernels" / "edgelm_exp.h"

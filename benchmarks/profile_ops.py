@@ -48,6 +48,7 @@ def main() -> None:
         binding.bind_ortvalue_input(name, v)
         binding.bind_ortvalue_output(name.replace("past_key_values", "present"), v)
     binding.bind_output("logits")
+    binding.bind_cpu_input(m.io.logits_rows, np.array([1], np.int64))
     t0 = time.perf_counter()
     for step in range(args.steps):
         binding.bind_cpu_input("input_ids", np.array([[1 + step]], np.int64))

@@ -25,7 +25,8 @@ __all__ = ["MANIFEST_NAME", "LINEAR_KERNELS", "OPERATOR_DOMAINS", "SCHEMA_VERSIO
 MANIFEST_NAME = "edgelm.json"
 #: What may compute the quantized linears (QuantizationInfo.linear_kernel); the first is export's default.
 LINEAR_KERNELS = ("edgelm", "matmulnbits")
-#: 2: BlockQuantMatMul takes float16 scales and block mins; 3: io.operator_domains.
+#: 2: BlockQuantMatMul takes float16 scales and block mins; 3: io.operator_domains and
+#: io.logits_rows (logits for the last N positions, to verify drafted tokens in one pass).
 SCHEMA_VERSION = 3
 #: Operator domains a graph may use beyond the ONNX standard: ONNX Runtime's contrib
 #: operators, and edgelm's operator library (edgelm.runtime.ortops.DOMAIN).
@@ -143,6 +144,7 @@ class IOSpec:
     input_ids: str = "input_ids"
     seqlens_k: str = "seqlens_k"
     total_sequence_length: str = "total_sequence_length"
+    logits_rows: str = "logits_rows"
     past_key: tuple[str, ...] = ()
     past_value: tuple[str, ...] = ()
     present_key: tuple[str, ...] = ()
@@ -174,7 +176,8 @@ class IOSpec:
         return cls(model_file=_bare_name(f, "model_file") if f.has("model_file") else "model.onnx",
                    kv_dtype=KVDtype(f.text("kv_dtype", default="float32", choices=tuple(k.value for k in KVDtype))),
                    input_ids=f.text("input_ids", max_len=255), seqlens_k=f.text("seqlens_k", max_len=255),
-                   total_sequence_length=f.text("total_sequence_length", max_len=255), past_key=past_key,
+                   total_sequence_length=f.text("total_sequence_length", max_len=255),
+                   logits_rows=f.text("logits_rows", max_len=255), past_key=past_key,
                    past_value=past_value, present_key=present_key, present_value=present_value,
                    kv_layout=f.text("kv_layout", default="BNSH", choices=("BNSH",)),
                    kv_shared_buffer=f.flag("kv_shared_buffer", default=True), operator_domains=tuple(domains),

@@ -10,7 +10,8 @@ The graph is written directly (no tracing), so every choice that matters for a
   ``[batch, kv_heads, capacity, head_dim]`` that the runtime binds as both past and
   present (one buffer, updated in place).
 * RMSNorm and the residual add are fused (SkipSimplifiedLayerNormalization).
-* Only the last position goes through the final norm and the LM head.
+* Only the last ``logits_rows`` positions go through the final norm and the LM head (one
+  at decode and prefill; k + 1 when k drafted tokens are verified in one pass).
 * Quantized linears are one node each: edgelm's ``BlockQuantMatMul`` (``kernel="edgelm"``,
   the default; ``edgelm/runtime/ortops.py``), which takes the block mins of GGUF Q4_1
   or asymmetric int4 itself (``W = scale * q + min``), stores scales and mins as float16
@@ -24,7 +25,8 @@ The graph is written directly (no tracing), so every choice that matters for a
 
 Inputs: ``input_ids`` int64 [batch, seq]; ``seqlens_k`` int32 [batch] (tokens in the
 cache after this step, minus one); ``total_sequence_length`` int32 scalar;
-``past_key_values.{i}.key|value``. Outputs: ``logits`` [batch, 1, vocab] and
+``logits_rows`` int64 [1] (how many last positions get logits);
+``past_key_values.{i}.key|value``. Outputs: ``logits`` [batch, logits_rows, vocab] and
 ``present.{i}.key|value``.
 """
 
@@ -57,6 +59,7 @@ def io_names(num_layers: int) -> dict[str, Any]:
         "input_ids": "input_ids",
         "seqlens_k": "seqlens_k",
         "total_sequence_length": "total_sequence_length",
+        "logits_rows": "logits_rows",
         "past_key": [f"past_key_values.{i}.key" for i in range(num_layers)],
         "past_value": [f"past_key_values.{i}.value" for i in range(num_layers)],
         "present_key": [f"present.{i}.key" for i in range(num_layers)],
@@ -74,11 +77,11 @@ def graph_io(arch: Architecture, model: onnx.ModelProto, model_file: str = "mode
     domains = tuple(sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")}))
     return IOSpec(model_file=model_file, kv_dtype=KVDtype.FLOAT16 if f16 else KVDtype.FLOAT32,
                   input_ids=names["input_ids"], seqlens_k=names["seqlens_k"],
-                  total_sequence_length=names["total_sequence_length"],
+                  total_sequence_length=names["total_sequence_length"], logits_rows=names["logits_rows"],
                   past_key=tuple(names["past_key"]), past_value=tuple(names["past_value"]),
                   present_key=tuple(names["present_key"]), present_value=tuple(names["present_value"]),
                   operator_domains=domains,
-                  notes={"logits": "last position only",
+                  notes={"logits": "the last logits_rows positions",
                          "position_handling": "rotary inside attention, positions from seqlens_k"})
 
 
@@ -262,8 +265,8 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
                                      [down, residual, g.const(f"L{i + 1}.attn_norm", weights[f"L{i + 1}.attn_norm"])],
                                      n_out=4, name=f"L{i + 1}/attn_norm", domain=MS, epsilon=eps)
         else:
-            # Only the last position needs the final norm and the head.
-            starts = g.const("const/minus1", np.array([-1], np.int64))
+            # Only the last logits_rows positions need the final norm and the head.
+            starts = g.op("Neg", [names["logits_rows"]], name="logits_rows/neg")[0]
             ends = g.const("const/intmax", np.array([np.iinfo(np.int64).max], np.int64))
             axis1 = g.const("const/axis1", np.array([1], np.int64))
             down_last = g.op("Slice", [down, starts, ends, axis1])[0]
@@ -279,14 +282,18 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
         table = g.const("embed.weight" if arch.tie_word_embeddings else "lm_head.weight", head.astype(np.float32))
         flat = g.op("Reshape", [x, g.const("const/shape_2d", np.array([-1, h], np.int64))])[0]
         logits2d = g.op("Gemm", [flat, table], name="lm_head", transB=1)[0]
-        logits = g.op("Reshape", [logits2d, g.const("const/shape_logits", np.array([-1, 1, arch.vocab_size], np.int64))])[0]
+        rows_shape = g.op("Slice", [g.op("Shape", [x])[0], g.const("const/zero", np.array([0], np.int64)),
+                                    g.const("const/two", np.array([2], np.int64))])[0]
+        shape = g.op("Concat", [rows_shape, g.const("const/vocab", np.array([arch.vocab_size], np.int64))], axis=0)[0]
+        logits = g.op("Reshape", [logits2d, shape])[0]
     g.nodes.append(helper.make_node("Identity", [logits], [names["logits"]], name="logits"))
 
     kv_shape: list[str | int] = ["batch", arch.num_kv_heads, "cache_capacity", arch.head_dim]
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
               helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
-              helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, [])]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, arch.vocab_size])]
+              helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
+              helper.make_tensor_value_info("logits_rows", TensorProto.INT64, [1])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "logits_rows", arch.vocab_size])]
     kv_type = TensorProto.FLOAT16 if own_attention else TensorProto.FLOAT
     for i in range(arch.num_layers):
         for kind in ("key", "value"):

@@ -8,6 +8,7 @@ kernels are needed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,9 @@ import numpy as np
 from ..errors import RuntimeLoadError
 from ..manifest import Manifest, confined_file, read_manifest, verify_files
 from ..sampling import Sampler, SamplingParams
+from . import ortops
 from .chat import load_chat_template, render_chat
+from .lookup import DraftLength, NgramIndex
 from .session import DecoderSession
 
 __all__ = ["load", "Model", "DEFAULT_CONTEXT"]
@@ -43,6 +46,7 @@ class Model:
         self.sampler = Sampler(manifest.architecture.vocab_size)
         self._cached_ids: list[int] = []  # the tokens whose keys and values the cache holds
         self.reused_tokens = 0  # prompt tokens the last generate() took from the cache
+        self.lookup_stats = DraftLength()  # the last generate()'s verification passes
 
     @property
     def context(self) -> int:
@@ -63,18 +67,23 @@ class Model:
     @overload
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = ...,
                  sampling: SamplingParams | None = ..., stop: Sequence[str] = ..., stream: Literal[False] = ...,
-                 truncate: bool = ...) -> str: ...
+                 truncate: bool = ..., lookup: bool | None = ...) -> str: ...
 
     @overload
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = ...,
                  sampling: SamplingParams | None = ..., stop: Sequence[str] = ..., *, stream: Literal[True],
-                 truncate: bool = ...) -> Iterator[str]: ...
+                 truncate: bool = ..., lookup: bool | None = ...) -> Iterator[str]: ...
 
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = 256,
                  sampling: SamplingParams | None = None, stop: Sequence[str] = (), stream: bool = False,
-                 truncate: bool = False) -> str | Iterator[str]:
+                 truncate: bool = False, lookup: bool | None = None) -> str | Iterator[str]:
         """Generate a reply. ``prompt`` is a string or chat messages (the folder's chat
-        template is applied). With ``stream=True`` returns an iterator of text pieces."""
+        template is applied). With ``stream=True`` returns an iterator of text pieces.
+
+        ``lookup`` (prompt-lookup decoding, :mod:`edgelm.runtime.lookup`: tokens guessed
+        from earlier in the text, several verified per pass over the weights; the output is
+        the same) needs a temperature of 0; by default it is on for greedy decoding of
+        folders on edgelm's operators (the quantized default)."""
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
             raise RuntimeLoadError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
         ids = self.encode(prompt)
@@ -86,7 +95,12 @@ class Model:
                                        "(load with a larger context, or pass truncate=True)")
             ids = ids[-(self.context - 1):]
         params = sampling or SamplingParams(temperature=0.0)
-        pieces = self._pieces(ids, max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)))
+        greedy = params.temperature == 0.0
+        if lookup and not greedy:
+            raise RuntimeLoadError("lookup decoding is greedy only: use a temperature of 0, or lookup=False")
+        if lookup is None:  # where verified rows are a plain step's bits: edgelm's operators
+            lookup = greedy and ortops.DOMAIN in self.manifest.io.operator_domains
+        pieces = self._pieces(ids, max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)), lookup=bool(lookup))
         return pieces if stream else "".join(pieces)
 
     def _prefill(self, ids: list[int]) -> np.ndarray:
@@ -110,23 +124,82 @@ class Model:
         self.session.reset()
         self._cached_ids = []
 
-    def _pieces(self, ids: list[int], max_new_tokens: int, params: SamplingParams, stop: _Stop) -> Iterator[str]:
+    def _tokens(self, ids: list[int], budget: int, params: SamplingParams, eos: frozenset[int],
+                lookup: bool) -> Iterator[int]:
+        """The generated tokens, at most ``budget``, ending at an end-of-sequence token if one
+        comes. With ``lookup`` (greedy only), drafted tokens are verified several a pass;
+        the tokens are the same. The cache holds every token yielded but the last."""
         self.sampler.params = params
         self.sampler.reseed(params.seed)
-        budget = min(max_new_tokens, self.context - len(ids))  # the cache bounds it, not the caller
         history = np.empty(len(ids) + budget, np.int64)
         history[:len(ids)] = ids
         n_hist = len(ids)
         logits = self._prefill(ids)
+        index = NgramIndex() if lookup else None
+        if index is not None:
+            index.extend(ids)
+        self.lookup_stats = DraftLength()
+        tok = self.sampler.sample(logits, history[:n_hist])
+        count = 0
+        while True:
+            yield tok
+            if tok in eos:
+                return
+            history[n_hist] = tok
+            n_hist += 1
+            count += 1
+            room = self.context - self.session.length - 1  # cache rows left after tok's
+            if count >= budget or room < 0:
+                return
+            k = min(self.lookup_stats.next(), budget - count - 1, room) if index is not None else 0
+            draft = []
+            if index is not None:
+                index.add(tok)
+                if k > 0:
+                    draft = index.draft(k)
+            if index is None or not draft:
+                t0 = time.perf_counter()
+                logits = self.session.step([tok], copy=False)
+                self.lookup_stats.plain_step(time.perf_counter() - t0)
+                self._cached_ids.append(tok)
+                tok = self.sampler.sample(logits, history[:n_hist])
+                continue
+            # One pass over tok and the draft: row j is the next-token logits after draft[:j].
+            start = self.session.length
+            t0 = time.perf_counter()
+            rows = self.session.step([tok, *draft], copy=False, rows=len(draft) + 1)
+            seconds = time.perf_counter() - t0
+            accepted: list[int] = []
+            nxt = -1
+            for j, guess in enumerate(draft):
+                nxt = self.sampler.sample(rows[j], history[:n_hist + j])
+                if nxt != guess or nxt in eos:
+                    break
+                accepted.append(nxt)
+                history[n_hist + j] = nxt
+            else:  # every drafted token agreed: the last row gives the one after them
+                nxt = self.sampler.sample(rows[len(draft)], history[:n_hist + len(draft)])
+            self.lookup_stats.update(len(draft), len(accepted), seconds)
+            # Keep tok and the accepted tokens in the cache; the rejected rows get overwritten.
+            self.session.rewind(start + 1 + len(accepted))
+            self._cached_ids.extend([tok, *accepted])
+            for a in accepted:
+                yield a
+                index.add(a)
+            n_hist += len(accepted)
+            count += len(accepted)
+            tok = nxt
+
+    def _pieces(self, ids: list[int], max_new_tokens: int, params: SamplingParams, stop: _Stop,
+                lookup: bool = False) -> Iterator[str]:
+        budget = min(max_new_tokens, self.context - len(ids))  # the cache bounds it, not the caller
         out: list[int] = []
         emitted = 0
-        for _ in range(budget):
-            tok = self.sampler.sample(logits, history[:n_hist])
+        tokens = self._tokens(ids, budget, params, stop.eos_ids, lookup) if budget > 0 else iter(())
+        for tok in tokens:
             if tok in stop.eos_ids:
                 break
             out.append(tok)
-            history[n_hist] = tok
-            n_hist += 1
             text = self.tokenizer.decode(out)
             hit = min((text.find(s) for s in stop.strings if s and s in text), default=-1)
             if hit >= 0:
@@ -145,11 +218,6 @@ class Model:
             if safe > emitted:
                 yield text[emitted:safe]
                 emitted = safe
-            if len(out) < budget and self.session.length < self.context:
-                logits = self.session.step([tok], copy=False)
-                self._cached_ids.append(tok)
-            else:
-                break
         text = self.tokenizer.decode(out)
         if len(text) > emitted and not any(s and s in text for s in stop.strings):
             yield text[emitted:]

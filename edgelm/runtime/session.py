@@ -3,7 +3,8 @@
 Needs only onnxruntime and numpy: this is the code that runs on the device. The KV
 cache is one OrtValue per layer and kind (float16 or float32, as the model declares), of
 capacity ``context`` tokens, bound as both the past input and the present output of the
-attention operator, so no step copies or reallocates it. Logits are bound to one preallocated buffer (last position only).
+attention operator, so no step copies or reallocates it. Logits are bound to one preallocated
+buffer: the last position only, or the last few when drafted tokens are verified.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from ..manifest import IOSpec
 from . import ortops
 
 LOGITS = "logits"
+#: The most positions one step returns logits for (a verification pass of drafted tokens).
+MAX_LOGIT_ROWS = 16
 _ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)"}
 
 __all__ = ["DecoderSession", "input_names", "output_names"]
@@ -27,7 +30,7 @@ __all__ = ["DecoderSession", "input_names", "output_names"]
 
 def input_names(io: IOSpec) -> list[str]:
     """The graph inputs the session feeds, in the manifest's names."""
-    return [io.input_ids, io.seqlens_k, io.total_sequence_length, *io.past_key, *io.past_value]
+    return [io.input_ids, io.seqlens_k, io.total_sequence_length, io.logits_rows, *io.past_key, *io.past_value]
 
 
 def output_names(io: IOSpec) -> list[str]:
@@ -59,7 +62,7 @@ def _check_graph(session: Any, arch: Architecture, io: IOSpec, path: Path) -> No
     if extra:
         raise fail(f"the graph needs an input the runtime does not feed: {extra[0]}")
     want_type = _ORT_TYPES[io.kv_dtype.value]
-    for name in want_in[3:] + want_out[1:]:
+    for name in want_in[4:] + want_out[1:]:
         t = ins[name] if name in ins else outs[name]
         if t.type != want_type:
             raise fail(f"{name} is {t.type} but io.kv_dtype is {io.kv_dtype.value}")
@@ -116,12 +119,17 @@ class DecoderSession:
                 self._cache.append(buf)
                 self.binding.bind_ortvalue_input(past_name, buf)
                 self.binding.bind_ortvalue_output(present_name, buf)
-        self._logits = np.zeros((1, 1, arch.vocab_size), np.float32)
-        self.binding.bind_output(LOGITS, "cpu", 0, np.float32, list(self._logits.shape),
-                                 self._logits.ctypes.data)
+        self._logits = np.zeros((MAX_LOGIT_ROWS, arch.vocab_size), np.float32)
+        self._rows = np.ones(1, np.int64)
+        self._bind_logits(1)
         self._seqlens = np.zeros(1, np.int32)
         self._total = np.zeros((), np.int32)
         self.length = 0  # tokens in the cache
+
+    def _bind_logits(self, rows: int) -> None:
+        self._rows[0] = rows
+        self.binding.bind_output(LOGITS, "cpu", 0, np.float32, [1, rows, self.arch.vocab_size],
+                                 self._logits.ctypes.data)
 
     @property
     def kv_cache_bytes(self) -> int:
@@ -137,15 +145,21 @@ class DecoderSession:
             raise ValueError(f"cannot rewind to {length} tokens: the cache holds {self.length}")
         self.length = length
 
-    def step(self, token_ids: np.ndarray | list[int], copy: bool = True) -> np.ndarray:
+    def step(self, token_ids: np.ndarray | list[int], copy: bool = True, rows: int = 1) -> np.ndarray:
         """Append ``token_ids`` to the sequence and return the next-token logits, ``[vocab]``
-        float32: a new array, or with ``copy=False`` a read-only view of the buffer the
-        session binds, valid only until the next step (which overwrites it; the decode loops
-        use it to skip a copy of the vocabulary per token)."""
+        float32 (with ``rows`` > 1, ``[rows, vocab]``: after each of the last ``rows`` tokens,
+        as a verification of drafted tokens needs): a new array, or with ``copy=False`` a
+        read-only view of the buffer the session binds, valid only until the next step
+        (which overwrites it; the decode loops use it to skip a copy of the vocabulary per
+        token)."""
         ids = np.ascontiguousarray(np.asarray(token_ids, dtype=np.int64).reshape(1, -1))
         n = ids.shape[1]
         if n == 0:
             raise ValueError("step() needs at least one token")
+        if not 1 <= rows <= min(n, MAX_LOGIT_ROWS):
+            raise ValueError(f"rows must be in [1, {min(n, MAX_LOGIT_ROWS)}] for a step of {n} tokens, got {rows}")
+        if rows != self._rows[0]:
+            self._bind_logits(rows)
         if self.length + n > self.context:
             raise RuntimeLoadError(f"sequence of {self.length + n} tokens exceeds the KV cache of "
                                    f"{self.context} tokens (load with a larger context)")
@@ -154,13 +168,15 @@ class DecoderSession:
         self.binding.bind_cpu_input(self.io.input_ids, ids)
         self.binding.bind_cpu_input(self.io.seqlens_k, self._seqlens)
         self.binding.bind_cpu_input(self.io.total_sequence_length, self._total)
+        self.binding.bind_cpu_input(self.io.logits_rows, self._rows)
         try:
             self.session.run_with_iobinding(self.binding)
         except Exception as e:  # an operator's error (bad tensors in a hostile graph, say)
             raise RuntimeLoadError(f"ONNX Runtime failed while running the model: {_one_line(e)}") from e
         self.length += n
+        out = self._logits[0] if rows == 1 else self._logits[:rows]
         if copy:
-            return self._logits[0, 0].copy()
-        view = self._logits[0, 0].view()
+            return out.copy()
+        view = out.view()
         view.flags.writeable = False
         return view

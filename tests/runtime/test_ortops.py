@@ -285,3 +285,19 @@ def test_wrong_inner_dimension_is_an_error_not_a_crash() -> None:
 def test_unsupported_block_size_is_refused_at_load() -> None:
     with pytest.raises(Exception, match="block_size must be 32"):
         _session(_model(_weights("q4_sym", 32, 64), block_size=64))
+
+
+@pytest.mark.parametrize("kind", ["q4_offsets", "q4_sym", "q8_sym", "q8_offsets"])
+@pytest.mark.parametrize("k", [128, 160, 576])
+def test_decode_rows_give_each_rows_bits(kind: str, k: int) -> None:
+    """Up to PREFILL_ROWS - 1 rows (drafted tokens verified in one pass) take the decode
+    kernels, which may share weight loads between rows: every row's output must be the bits
+    of that row run alone (M = 1), whichever rows it was paired with."""
+    w = _weights(kind, 72, k)
+    s = _session(_model(w))
+    a = _activations(7, k, seed=k)
+    alone = [s.run(None, {"A": a[i:i + 1]})[0] for i in range(7)]
+    for m in range(2, 8):
+        y = s.run(None, {"A": a[:m]})[0]
+        for i in range(m):
+            assert np.array_equal(y[i].view(np.uint32), alone[i][0].view(np.uint32)), (m, i)

@@ -28,3 +28,25 @@ def test_greedy_tokens_equal_transformers_generate(smollm2_gguf: Path, smollm2_f
     expected = model.tokenizer.decode(ref[0, len(ids):].tolist())
     assert model.generate(messages, max_new_tokens=24) == expected
     assert "Paris" in expected
+
+
+QUOTING = [
+    "The lighthouse at Point Reyes was built in 1870. Its lens was made in Paris and carried up the cliff in "
+    "pieces. The keepers walked down 308 steps every night to light the lamp.\n\nCopy the text above exactly.",
+    "Print this function again with `total` renamed to `acc`:\n\ndef add_all(xs):\n    total = 0\n"
+    "    for x in xs:\n        total += x\n    return total\n",
+    "What is the capital of France?",
+]
+
+
+@pytest.mark.parametrize("prompt", QUOTING)
+def test_lookup_gives_greedy_decodings_tokens(prompt: str, smollm2_folders: dict[str, Path]) -> None:
+    """On the real model (int4, edgelm's operators), prompt-lookup decoding, on by default,
+    gives plain greedy decoding's text, and drafts are accepted where the text quotes."""
+    looked = edgelm.load(smollm2_folders["int4"], threads=2, context=512)
+    plain = edgelm.load(smollm2_folders["int4"], threads=2, context=512)
+    messages = [{"role": "user", "content": prompt}]
+    text = looked.generate(messages, max_new_tokens=96)
+    assert text == plain.generate(messages, max_new_tokens=96, lookup=False)
+    if prompt is QUOTING[0]:  # the model copies the passage: most drafts are taken
+        assert looked.lookup_stats.accepted > 10, looked.lookup_stats.accepted

@@ -119,49 +119,72 @@ TARGET_AVX512 static void dot4_avx512(const Task* t, int64_t n, int64_t r, float
 /* Four rows of 4-bit codes in the decode layout, four blocks a step: per row, one 64-byte
  * load, four vpdpwssd and one float scaling for 128 weights (the pair kernel: two widening
  * loads, four vpdpwssd and two scalings). The int32 sums per block are the same; lanes
- * 4c .. 4c + 3 hold block c's. */
-TARGET_AVX512 static void dot4_quads_q4(const Task* t, int64_t n, int64_t r, float* out, int64_t stride) {
-    const int64_t nb = t->kern->k / QBLOCK, nq = nb / 4;
-    const int16_t* qa = t->qa + r * nb * QBLOCK;
-    const Quad* quad = t->quads + r * nq;
+ * 4c .. 4c + 3 hold block c's. R activation rows (1 or 2: a step verifying drafted tokens)
+ * share each weight load and its nibble masks; each row's operations are the one-row
+ * kernel's, in its order, so its outputs are the same bits. */
+TARGET_AVX512 __attribute__((always_inline)) static inline void quads_q4(const Task* t, int64_t n, int64_t r,
+                                                                        const int R, float* out, int64_t stride) {
+    const int64_t nb = t->kern->k / QBLOCK, nq = nb / 4, nrows = t->kern->n;
+    const int16_t* qa[2] = {t->qa + r * nb * QBLOCK, t->qa + (r + R - 1) * nb * QBLOCK};
+    const Quad* quad[2] = {t->quads + r * nq, t->quads + (r + R - 1) * nq};
     const uint8_t* w = t->codes + n * nb * 16;
     const uint16_t* sc = t->scales + n * nb;
     const uint16_t* off = t->mins ? t->mins + (n >> 2) * nb * 4 : NULL;
     const char* next = (const char*)(w + 4 * nb * 16);
     const __m512i low4 = _mm512_set1_epi16(15);
     const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    __m512 corr = _mm512_setzero_ps();
+    __m512 acc[2][4], corr[2];
+    for (int i = 0; i < R; i++) {
+        corr[i] = _mm512_setzero_ps();
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    }
     for (int64_t q = 0; q < nq; q++) {
         for (int l = 0; l < 4 * 64; l += 64) _mm_prefetch(next + q * 4 * 64 + l, _MM_HINT_T0);
-        const int16_t* aq = qa + q * 4 * QBLOCK;
-        const __m512i a0 = _mm512_loadu_si512((const void*)aq), a1 = _mm512_loadu_si512((const void*)(aq + 32));
-        const __m512i a2 = _mm512_loadu_si512((const void*)(aq + 64)), a3 = _mm512_loadu_si512((const void*)(aq + 96));
-        const __m512i z = _mm512_loadu_si512((const void*)quad[q].z);
-        const __m512 d = _mm512_loadu_ps(quad[q].d);
-        if (off) /* the four blocks' mins of the four rows, lane 4c + j */
-            corr = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(off + q * 16))),
-                                   _mm512_loadu_ps(quad[q].s), corr);
+        __m512i a[2][4], z[2];
+        __m512 d[2];
+        const __m512 mins = off ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(off + q * 16))) : _mm512_setzero_ps();
+        for (int i = 0; i < R; i++) {
+            const int16_t* aq = qa[i] + q * 4 * QBLOCK;
+            for (int c = 0; c < 4; c++) a[i][c] = _mm512_loadu_si512((const void*)(aq + 32 * c));
+            z[i] = _mm512_loadu_si512((const void*)quad[i][q].z);
+            d[i] = _mm512_loadu_ps(quad[i][q].d);
+            if (off) /* the four blocks' mins of the four rows, lane 4c + j */
+                corr[i] = _mm512_fmadd_ps(mins, _mm512_loadu_ps(quad[i][q].s), corr[i]);
+        }
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             const __m512i x = _mm512_loadu_si512((const void*)(w + (j * nb + 4 * q) * 16));
-            __m512i s = _mm512_dpwssd_epi32(z, _mm512_and_si512(x, low4), a0);
-            s = _mm512_dpwssd_epi32(s, _mm512_and_si512(_mm512_srli_epi16(x, 4), low4), a1);
-            s = _mm512_dpwssd_epi32(s, _mm512_and_si512(_mm512_srli_epi16(x, 8), low4), a2);
-            s = _mm512_dpwssd_epi32(s, _mm512_srli_epi16(x, 12), a3);
+            const __m512i c0 = _mm512_and_si512(x, low4), c1 = _mm512_and_si512(_mm512_srli_epi16(x, 4), low4);
+            const __m512i c2 = _mm512_and_si512(_mm512_srli_epi16(x, 8), low4), c3 = _mm512_srli_epi16(x, 12);
             const __m128 s4 = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i*)(sc + j * nb + 4 * q)));
             const __m512 ws = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(s4));
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, ws), acc[j]);
+            for (int i = 0; i < R; i++) {
+                __m512i sum = _mm512_dpwssd_epi32(z[i], c0, a[i][0]);
+                sum = _mm512_dpwssd_epi32(sum, c1, a[i][1]);
+                sum = _mm512_dpwssd_epi32(sum, c2, a[i][2]);
+                sum = _mm512_dpwssd_epi32(sum, c3, a[i][3]);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d[i], ws), acc[i][j]);
+            }
         }
     }
-    float c[4];
-    /* corr's lane 4c + j belongs to row j: the four 128-bit lanes add up to the rows' sums */
-    const __m256 corr8 = _mm256_add_ps(_mm512_castps512_ps256(corr),
-                                       _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(corr), 1)));
-    const __m128 corr4 = _mm_add_ps(_mm256_castps256_ps128(corr8), _mm256_extractf128_ps(corr8, 1));
-    _mm_storeu_ps(c, _mm_add_ps(sum4_avx512(acc), corr4));
-    if (4 * nq < nb) pairs_avx512(t, n, r, 4 * nq, PAIRS_Q4, c);
-    for (int j = 0; j < 4; j++) out[j * stride] = c[j];
+    for (int i = 0; i < R; i++) {
+        float c[4];
+        /* corr's lane 4c + j belongs to row j: the four 128-bit lanes add up to the rows' sums */
+        const __m256 corr8 = _mm256_add_ps(_mm512_castps512_ps256(corr[i]),
+                                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(corr[i]), 1)));
+        const __m128 corr4 = _mm_add_ps(_mm256_castps256_ps128(corr8), _mm256_extractf128_ps(corr8, 1));
+        _mm_storeu_ps(c, _mm_add_ps(sum4_avx512(acc[i]), corr4));
+        if (4 * nq < nb) pairs_avx512(t, n, r + i, 4 * nq, PAIRS_Q4, c);
+        for (int j = 0; j < 4; j++) out[i * nrows + j * stride] = c[j];
+    }
+}
+
+TARGET_AVX512 static void dot4_quads_q4(const Task* t, int64_t n, int64_t r, float* out, int64_t stride) {
+    quads_q4(t, n, r, 1, out, stride);
+}
+
+TARGET_AVX512 static void dot4_quads_q4_x2(const Task* t, int64_t n, int64_t r, float* out, int64_t stride) {
+    quads_q4(t, n, r, 2, out, stride);
 }
 
 /* The decode layout from quantized rows (4-bit order, qz with zero_point_term_unsigned):
@@ -253,7 +276,10 @@ TARGET_AVX512 void edgelm_qmm_rows_avx512(const Task* t, int64_t n0, int64_t n1)
     if ((n & 3) == 0)
         for (; n + 4 <= n1; n += 4)
             for (int64_t r = 0; r < t->m; r++) {
-                if (quads)
+                if (quads && r + 1 < t->m) { /* two activation rows share the weights' loads */
+                    dot4_quads_q4_x2(t, n, r, &t->y[r * nrows + n], 1);
+                    r++;
+                } else if (quads)
                     dot4_quads_q4(t, n, r, &t->y[r * nrows + n], 1);
                 else
                     dot4_avx512(t, n, r, &t->y[r * nrows + n], 1);

@@ -1,0 +1,113 @@
+"""Prompt-lookup decoding against plain greedy decoding, SmolLM2-135M int4, same process.
+
+Three workloads from texts written here (no hub data): extract sentences from a given
+passage, rewrite a given code block with a small change (both quote their prompt), and
+open-ended chat. For each: decode tokens/s plain and with lookup (the first token's
+prefill excluded; rounds interleaved, median), the ratio, the share of drafted tokens
+accepted, tokens per pass over the weights, and whether the two outputs are identical.
+Goals (issue 19): >= 2.0x on the two quoting workloads, >= 0.97x on chat.
+
+Run: python benchmarks/lookup.py [--model models/smollm2-135m-int4] [--new-tokens 128] [--rounds 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+from edgelm.sampling import SamplingParams
+
+PASSAGE = (
+    "The lighthouse at Point Reyes was built in 1870. Its first-order Fresnel lens, made in Paris, was carried "
+    "up the cliff in pieces and assembled by hand. The keepers lived in a house above the station and walked down "
+    "308 steps every night to light the lamp. Fog covers the point for weeks at a time in summer, and the station "
+    "also had a steam whistle that burned a ton of coal a day. In 1975 the Coast Guard replaced the lens with an "
+    "automated light, and the old tower became part of a national seashore that anyone can visit.")
+CODE = '''def summarize(values):
+    count = 0
+    total = 0.0
+    smallest = None
+    largest = None
+    for v in values:
+        count += 1
+        total += v
+        if smallest is None or v < smallest:
+            smallest = v
+        if largest is None or v > largest:
+            largest = v
+    mean = total / count if count else 0.0
+    return {"count": count, "mean": mean, "min": smallest, "max": largest}
+'''
+WORKLOADS = {
+    "extract (quotes the passage)": PASSAGE + "\n\nCopy the passage above exactly, sentence by sentence.",
+    "code edit (quotes the code)": "Rename the variable `total` to `running_sum` in this function and print the "
+                                   "whole function again:\n\n" + CODE,
+    "open-ended chat": "Write a short story about a robot who learns to paint the sea.",
+}
+
+
+def _run(model: Any, prompt: str, new_tokens: int, lookup: bool) -> dict[str, Any]:
+    """Decode tokens/s after the first token, the tokens, and the passes over the weights."""
+    session = model.session
+    calls = [0]
+    step = session.step
+
+    def counted(*a: Any, **k: Any) -> Any:
+        calls[0] += 1
+        return step(*a, **k)
+
+    session.step = counted  # type: ignore[method-assign]
+    try:
+        model.reset()
+        ids = model.encode([{"role": "user", "content": prompt}])
+        budget = min(new_tokens, model.context - len(ids))
+        gen = model._tokens(ids, budget, SamplingParams(temperature=0.0), frozenset(), lookup)
+        first = next(gen)
+        prefill_calls = calls[0]
+        t0 = time.perf_counter()
+        tokens = [first, *gen]
+        dt = time.perf_counter() - t0
+    finally:
+        del session.step
+    passes = calls[0] - prefill_calls
+    s = model.lookup_stats
+    return {"tps": (len(tokens) - 1) / dt, "tokens": tokens, "passes": passes, "drafted": s.drafted,
+            "accepted": s.accepted}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="models/smollm2-135m-int4")
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    import edgelm
+
+    model = edgelm.load(args.model, threads=args.threads, context=2048)
+    model.eos_ids = frozenset()  # the same number of tokens every run
+    print(f"{args.model}: {args.new_tokens} new tokens, greedy, {args.rounds} interleaved rounds, "
+          f"{args.threads} threads")
+    print(f"{'workload':30} {'plain tok/s':>11} {'lookup tok/s':>12} {'ratio':>6} {'accepted':>9} "
+          f"{'tok/pass':>8}  identical")
+    for name, prompt in WORKLOADS.items():
+        _run(model, prompt, 16, False)  # warm-up
+        plain, looked = [], []
+        for _ in range(args.rounds):
+            plain.append(_run(model, prompt, args.new_tokens, False))
+            looked.append(_run(model, prompt, args.new_tokens, True))
+        p = statistics.median(r["tps"] for r in plain)
+        q = statistics.median(r["tps"] for r in looked)
+        last = looked[-1]
+        same = all(r["tokens"] == plain[0]["tokens"] for r in plain + looked)
+        acc = last["accepted"] / last["drafted"] if last["drafted"] else 0.0
+        per_pass = (len(last["tokens"]) - 1) / max(1, last["passes"])
+        ratios = [b["tps"] / a["tps"] for a, b in zip(plain, looked, strict=True)]
+        print(f"{name:30} {p:11.1f} {q:12.1f} {q / p:5.2f}x {acc:8.0%} {per_pass:8.2f}  {'yes' if same else 'NO'}"
+              f"   (per-round ratios {min(ratios):.2f}-{max(ratios):.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -102,7 +102,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.raw or model.chat_template is None:
         prompt = text
     for piece in model.generate(prompt, max_new_tokens=args.max_new_tokens, sampling=sampling,
-                                stop=stop, stream=True):
+                                stop=stop, stream=True, lookup=args.lookup):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -147,7 +147,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         messages.append({"role": "user", "content": _text(line, "message")})
         reply = []
         for piece in model.generate(messages, max_new_tokens=args.max_new_tokens, sampling=sampling,
-                                    stream=True, truncate=True):
+                                    stream=True, truncate=True, lookup=args.lookup):
             reply.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()
@@ -277,7 +277,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             store.check_writable()
         record = remote_bench(AdbTransport(serial), serial, args.model, python=args.remote_python,
                               prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, runs=args.runs,
-                              warmup=args.warmup, threads=args.threads, as_profile=args.as_profile)
+                              warmup=args.warmup, threads=args.threads, as_profile=args.as_profile,
+                              extra_args=["--lookup"] if args.lookup else [])
         if not args.no_store:
             record = store.append(record)
         print(json.dumps(record.to_dict(), indent=2) if args.json else format_bench(record))
@@ -295,7 +296,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     record = bench(args.model, prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, runs=args.runs,
-                   warmup=args.warmup, threads=args.threads, as_profile=args.as_profile, progress=progress)
+                   warmup=args.warmup, threads=args.threads, as_profile=args.as_profile, progress=progress,
+                   lookup=args.lookup)
     bar.close()
     if not args.no_store:
         record = store.append(record)
@@ -378,6 +380,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_int_in(0, 2**64 - 1), default=None)
     p.add_argument("--threads", type=THREADS, default=None)
     p.add_argument("--context", type=_int_in(1, 1 << 22), default=None, help="KV cache size in tokens (default 2048)")
+    p.add_argument("--lookup", action=argparse.BooleanOptionalAction, default=None,
+                   help="prompt-lookup decoding: several drafted tokens verified per pass, the same output "
+                        "(greedy only; default: on for greedy decoding on edgelm's operators)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -448,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=_int_in(1, 100_000), default=5)
     p.add_argument("--warmup", type=_int_in(0, 100_000), default=1)
     p.add_argument("--threads", type=THREADS, default=None)
+    p.add_argument("--lookup", action="store_true",
+                   help="decode with prompt-lookup (greedy): also reports tokens per pass over the weights")
     p.add_argument("--remote-python", default="python3", help="python on the phone (Termux: python3)")
     p.add_argument("--as-profile", default=None, metavar="ID",
                    help="the device profile this machine is, so plan can use the measurement")

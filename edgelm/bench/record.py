@@ -91,6 +91,7 @@ class BenchSettings:
     warmup: int
     threads: int | None
     sampling: SamplingParams
+    lookup: bool = False  # prompt-lookup decoding
 
     @classmethod
     def parse(cls, f: Fields) -> BenchSettings:
@@ -101,7 +102,8 @@ class BenchSettings:
             raise f.fail("sampling", str(e)) from None
         threads = f.data.get("threads")
         return cls(f.integer("prompt_tokens", lo=1), f.integer("new_tokens", lo=2), f.integer("runs", lo=1),
-                   f.integer("warmup", lo=0), None if threads is None else f.integer("threads", lo=1), sampling)
+                   f.integer("warmup", lo=0), None if threads is None else f.integer("threads", lo=1), sampling,
+                   f.flag("lookup", default=False))
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "sampling": self.sampling.to_dict()}
@@ -166,6 +168,8 @@ class BenchRecord:
     peak_rss_scope: str
     sampling_share: float
     energy: BenchEnergy
+    #: Decoded tokens per pass over the weights (1 without prompt lookup).
+    tokens_per_pass: float = 1.0
     versions: dict[str, str] = field(default_factory=dict)
     push: dict[str, Any] | None = None
     id: int | None = None
@@ -185,7 +189,8 @@ class BenchRecord:
         d.update({"time_utc": self.time_utc, "model": self.model.to_dict(), "device": self.device.to_dict(),
                   "settings": self.settings.to_dict()})
         for k in ("ttft_ms", "prefill_tokens_per_s", "decode_tokens_per_s", "decode_tokens_per_s_p10",
-                  "decode_tokens_per_s_p90", "load_s", "peak_rss_bytes", "peak_rss_scope", "sampling_share"):
+                  "decode_tokens_per_s_p90", "load_s", "peak_rss_bytes", "peak_rss_scope", "sampling_share",
+                  "tokens_per_pass"):
             d[k] = getattr(self, k)
         d["energy"] = self.energy.to_dict()
         d["versions"] = dict(self.versions)
@@ -211,6 +216,7 @@ class BenchRecord:
                 load_s=f.number("load_s", lo=0), peak_rss_bytes=f.integer("peak_rss_bytes", lo=0),
                 peak_rss_scope=f.text("peak_rss_scope", default="process lifetime"),
                 sampling_share=f.number("sampling_share", lo=0, hi=1), energy=BenchEnergy.parse(f.sub("energy")),
+                tokens_per_pass=f.number("tokens_per_pass", lo=1, hi=1e3, default=1.0),
                 versions=f.str_map("versions", default={}),
                 push=None if push is None else {"remote": push.text("remote"), "files_pushed": [
                     str(x) for x in push.list("files_pushed", default=[])], "seconds": push.number("seconds", lo=0)},

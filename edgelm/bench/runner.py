@@ -46,11 +46,51 @@ def _synthetic_prompt(model: Any, n: int) -> list[int]:
     return ids[:n]
 
 
+def _timed_lookup(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams,
+                  meter: Meter | None, idle_w: float) -> dict[str, Any]:
+    """timed_generation through the runtime's prompt-lookup loop (Model._tokens), the
+    sampler's calls timed, and the passes over the weights counted."""
+    sampler = model.sampler
+    sample = sampler.sample
+    spent = [0.0]
+
+    def timed_sample(*a: Any, **k: Any) -> int:
+        s0 = time.perf_counter()
+        tok = sample(*a, **k)
+        spent[0] += time.perf_counter() - s0
+        return tok
+
+    sampler.sample = timed_sample
+    try:
+        model.reset()
+        ts = time.perf_counter()
+        gen = model._tokens(list(prompt), new_tokens, params, frozenset(), True)
+        tokens = [next(gen)]
+        ttft = time.perf_counter() - ts
+        spent[0] = 0.0
+        if meter is not None:
+            meter.start()
+        td = time.perf_counter()
+        tokens += list(gen)
+        decode_s = time.perf_counter() - td
+    finally:
+        del sampler.sample
+    out: dict[str, Any] = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": spent[0], "tokens": tokens,
+                           "tokens_per_pass": (len(tokens) - 1) / max(1, model.lookup_stats.weight_passes)}
+    if meter is not None:
+        out["reading"] = meter.stop()
+        out["energy_j"] = net_joules(out["reading"], idle_w)
+    return out
+
+
 def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams,
-                     meter: Meter | None = None, idle_w: float = 0.0) -> dict[str, Any]:
+                     meter: Meter | None = None, idle_w: float = 0.0, lookup: bool = False) -> dict[str, Any]:
     """One generation of exactly ``new_tokens`` (end-of-sequence does not stop it) through
     the runtime's session and sampler: seconds to first token, seconds of decode, seconds
-    of it spent sampling, the tokens, and (with a meter) net joules."""
+    of it spent sampling, the tokens, and (with a meter) net joules. With ``lookup``,
+    through prompt-lookup decoding, also its decoded tokens per pass over the weights."""
+    if lookup:
+        return _timed_lookup(model, prompt, new_tokens, params, meter, idle_w)
     session, sampler = model.session, model.sampler
     sampler.params = params
     sampler.reseed(params.seed if params.seed is not None else 0)
@@ -80,6 +120,7 @@ def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: Sam
         out["energy_j"] = net_joules(out["reading"], idle_w)
     history[n] = tok
     out["tokens"] = history[len(prompt):].tolist()
+    out["tokens_per_pass"] = 1.0
     return out
 
 
@@ -102,7 +143,7 @@ def measured_energy(meter: str, joules_per_token: float, readings: list[Reading]
 def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64, runs: int = 5, warmup: int = 1,
           threads: int | None = None, sampling: SamplingParams | None = None, meter: Meter | None | str = "auto",
           estimate_device: str = DEFAULT_ESTIMATE_DEVICE, as_profile: str | None = None,
-          progress: Callable[[int, int], None] | None = None) -> BenchRecord:
+          progress: Callable[[int, int], None] | None = None, lookup: bool = False) -> BenchRecord:
     """Benchmark a model folder on this machine; returns the record ``edgelm bench`` stores."""
     from ..runtime import load
 
@@ -111,6 +152,8 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
     folder = Path(folder)
     manifest = read_manifest(folder)
     params = sampling or SamplingParams(temperature=0.0)
+    if lookup and params.temperature != 0.0:
+        raise EdgeLMError("bench --lookup decodes greedily: it takes no --temperature")
     peak_scope = "since load" if reset_peak_rss() else "process lifetime"
     t0 = time.perf_counter()
     model = load(folder, threads=threads, context=prompt_tokens + new_tokens + 1)
@@ -122,7 +165,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
     idle_w = idle.power_w if idle is not None else 0.0
 
     def one_run() -> dict[str, Any]:
-        return timed_generation(model, prompt, new_tokens, params, meter=m, idle_w=idle_w)
+        return timed_generation(model, prompt, new_tokens, params, meter=m, idle_w=idle_w, lookup=lookup)
 
     total = warmup + runs
     for i in range(warmup):
@@ -136,6 +179,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
             progress(warmup + i + 1, total)
     decode_tps = [(new_tokens - 1) / r["decode_s"] for r in results]
     s_per_token = statistics.median(r["decode_s"] for r in results) / (new_tokens - 1)
+    per_pass = statistics.median(r["tokens_per_pass"] for r in results)
     if m is not None and idle is not None:
         j = statistics.median(r["energy_j"] for r in results) / (new_tokens - 1)
         energy = measured_energy(m.name, j, [r["reading"] for r in results], idle,
@@ -144,7 +188,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
         dev = get_profile(estimate_device)
         est = estimate_energy(manifest.architecture, dev, manifest.weights_bytes["total"],
                               context_tokens=bench_context(prompt_tokens, new_tokens), kv_dtype=manifest.kv_dtype,
-                              seconds_per_token=s_per_token)
+                              seconds_per_token=s_per_token, tokens_per_pass=per_pass)
         energy = BenchEnergy(est.joules_per_token, "estimated", estimate_device=dev.id,
                              method="edgelm profile's energy model at the measured time per token")
     manifest_sha = hashlib.sha256((folder / MANIFEST_NAME).read_bytes()).hexdigest()
@@ -155,7 +199,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
                          manifest.quantization.mode.value, manifest.parameter_count, manifest.weights_bytes["total"],
                          manifest.kv_dtype, manifest.architecture),
         device=BenchDevice("local", as_profile, platform.machine(), platform.system(), platform.node()),
-        settings=BenchSettings(prompt_tokens, new_tokens, runs, warmup, threads, params),
+        settings=BenchSettings(prompt_tokens, new_tokens, runs, warmup, threads, params, lookup),
         ttft_ms=ttft_ms,
         prefill_tokens_per_s=prompt_tokens / (ttft_ms / 1e3),
         decode_tokens_per_s=statistics.median(decode_tps),
@@ -166,6 +210,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
         peak_rss_scope=peak_scope,
         sampling_share=statistics.median(r["sample_s"] / r["decode_s"] for r in results),
         energy=energy,
+        tokens_per_pass=per_pass,
         versions={"edgelm": __version__, "python": sys.version.split()[0],
                   **{k: str(v) for k, v in manifest.tools.items() if k in ("onnxruntime", "numpy")}},
     )
@@ -184,5 +229,7 @@ def format_bench(r: BenchRecord) -> str:
         f"  load                  {r.load_s:9.2f} s",
         f"  peak RSS              {r.peak_rss_bytes / 1e6:9.1f} MB",
         f"  sampling              {r.sampling_share * 100:9.2f} % of decode time",
+        *([f"  prompt lookup         {r.tokens_per_pass:9.2f} tokens per pass over the weights"]
+          if r.settings.lookup else []),
         f"  energy                {e.joules_per_token * 1000:9.2f} mJ/token  [{src}]",
     ])

@@ -109,11 +109,12 @@ def macs_per_token(arch: Architecture, context_tokens: int) -> float:
 
 def estimate_energy(arch: Architecture, device: DeviceProfile, weights_bytes: float,
                     context_tokens: int = 512, kv_dtype: KVDtype | str = KVDtype.FLOAT32,
-                    seconds_per_token: float | None = None) -> EnergyEstimate:
+                    seconds_per_token: float | None = None, tokens_per_pass: float = 1.0) -> EnergyEstimate:
     """The model above. With ``seconds_per_token`` (a measured decode speed, as ``edgelm
     bench`` has) that time replaces the modelled one in the SoC term; the DRAM and
-    arithmetic terms do not depend on it."""
-    nbytes = bytes_per_token(arch, weights_bytes, context_tokens, kv_dtype)
+    arithmetic terms do not depend on it. ``tokens_per_pass`` > 1 (prompt lookup: several
+    tokens per pass over the weights) divides the bytes read per token by it."""
+    nbytes = bytes_per_token(arch, weights_bytes, context_tokens, kv_dtype) / tokens_per_pass
     macs = macs_per_token(arch, context_tokens)
     t_mem = nbytes / device.sustained_bandwidth_bps
     cores = min(DECODE_THREADS, device.cpu_cores)

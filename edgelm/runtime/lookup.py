@@ -84,6 +84,7 @@ class DraftLength:
         self._plain_s: float | None = None
         self._since_draft = 0
         self.passes = 0  # verification passes
+        self.plain_steps = 0  # steps of one token
         self.drafted = 0
         self.accepted = 0
 
@@ -107,7 +108,13 @@ class DraftLength:
             return 1
         return 0
 
+    @property
+    def weight_passes(self) -> int:
+        """Passes over the weights since the first token: plain steps and verification passes."""
+        return self.plain_steps + self.passes
+
     def plain_step(self, seconds: float) -> None:
+        self.plain_steps += 1
         self._plain_s = seconds if self._plain_s is None else 0.8 * self._plain_s + 0.2 * seconds
 
     def update(self, drafted: int, accepted: int, seconds: float | None = None) -> None:

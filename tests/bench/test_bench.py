@@ -71,3 +71,27 @@ def test_bench_estimate_is_the_profile_model_at_the_measured_speed(tiny_int4: Pa
     assert model.compute_joules_per_token > 0
     assert r.energy.joules_per_token == pytest.approx(want, rel=1e-9)
     assert r.energy.estimate_device == "pixel-8-pro" and not r.energy.measured
+
+
+def test_bench_lookup_reports_tokens_per_pass(tiny_int4: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                              ) -> None:
+    """--lookup decodes the same tokens as the plain loop, counts its passes over the weights
+    and stores them; a plain run stores 1 token per pass."""
+    import edgelm
+    from edgelm.bench.runner import timed_generation
+    from edgelm.sampling import SamplingParams
+
+    model = edgelm.load(tiny_int4, threads=1, context=200)
+    prompt = model.encode("abc abc abc abc abc abc")
+    greedy = SamplingParams(temperature=0.0)
+    plain = timed_generation(model, prompt, 120, greedy)
+    looked = timed_generation(model, prompt, 120, greedy, lookup=True)
+    assert looked["tokens"] == plain["tokens"] and len(plain["tokens"]) == 120
+    passes = model.lookup_stats.weight_passes
+    assert looked["tokens_per_pass"] == pytest.approx(119 / passes) and plain["tokens_per_pass"] == 1.0
+    store = str(tmp_path / "r.jsonl")
+    assert main(["bench", str(tiny_int4), "--runs", "1", "--new-tokens", "32", "--prompt-tokens", "16",
+                 "--threads", "1", "--lookup", "--store", store, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["settings"]["lookup"] is True and r["tokens_per_pass"] >= 1.0
+    assert main(["bench", "--history", "--store", store]) == 0

@@ -382,7 +382,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", type=_int_in(1, 1 << 22), default=None, help="KV cache size in tokens (default 2048)")
     p.add_argument("--lookup", action=argparse.BooleanOptionalAction, default=None,
                    help="prompt-lookup decoding: several drafted tokens verified per pass, the same output "
-                        "(greedy only; default: on for greedy decoding on edgelm's operators)")
+                        "(greedy: the same tokens; sampling: the same distribution; default: on for "
+                        "greedy decoding on edgelm's operators)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -195,6 +195,17 @@ class Sampler:
         """Processed logits in the sampler's own buffer (overwritten by the next call)."""
         return self._process(logits, previous_tokens, params, fill=True)
 
+    def probabilities(self, logits: np.ndarray, previous_tokens: Any = None) -> np.ndarray:
+        """The distribution :meth:`sample` draws from (float64, a new array): softmax of the
+        processed logits, filtered tokens 0."""
+        x = self.process(logits, previous_tokens).astype(np.float64)
+        e = np.exp(x - x.max())
+        return e / e.sum()
+
+    def uniform(self) -> float:
+        """The next number of this sampler's seeded stream, in [0, 1)."""
+        return float(self._core.uniform())
+
     def _process(self, logits: np.ndarray, previous_tokens: Any, p: SamplingParams | None, fill: bool) -> np.ndarray:
         self._call(self._core.process, logits, previous_tokens, p, fill)
         return self._out

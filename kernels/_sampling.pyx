@@ -421,6 +421,10 @@ cdef class SamplerCore:
     def reseed(self, uint64_t seed):
         self._state = seed
 
+    def uniform(self):
+        """The next number of this sampler's stream, in [0, 1) (what its draws use)."""
+        return uniform(&self._state)
+
     cdef inline float* _out_for(self, const float* src) noexcept nogil:
         # The output may not start within 512 B of the source modulo 4 KiB: a copy whose
         # loads and stores alias that way runs ~1.5x slower (4K aliasing).

@@ -81,9 +81,11 @@ class Model:
         template is applied). With ``stream=True`` returns an iterator of text pieces.
 
         ``lookup`` (prompt-lookup decoding, :mod:`edgelm.runtime.lookup`: tokens guessed
-        from earlier in the text, several verified per pass over the weights; the output is
-        the same) needs a temperature of 0; by default it is on for greedy decoding of
-        folders on edgelm's operators (the quantized default)."""
+        from earlier in the text, several verified per pass over the weights) gives greedy
+        decoding's output token for token, and with sampling draws from the same
+        distribution (the speculative-sampling rule; a seed gives other tokens than without
+        lookup). By default it is on for greedy decoding of folders on edgelm's operators
+        (the quantized default), off otherwise."""
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
             raise RuntimeLoadError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
         ids = self.encode(prompt)
@@ -96,8 +98,6 @@ class Model:
             ids = ids[-(self.context - 1):]
         params = sampling or SamplingParams(temperature=0.0)
         greedy = params.temperature == 0.0
-        if lookup and not greedy:
-            raise RuntimeLoadError("lookup decoding is greedy only: use a temperature of 0, or lookup=False")
         if lookup is None:  # where verified rows are a plain step's bits: edgelm's operators
             lookup = greedy and ortops.DOMAIN in self.manifest.io.operator_domains
         pieces = self._pieces(ids, max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)), lookup=bool(lookup))
@@ -127,7 +127,7 @@ class Model:
     def _tokens(self, ids: list[int], budget: int, params: SamplingParams, eos: frozenset[int],
                 lookup: bool) -> Iterator[int]:
         """The generated tokens, at most ``budget``, ending at an end-of-sequence token if one
-        comes. With ``lookup`` (greedy only), drafted tokens are verified several a pass;
+        comes. With ``lookup``, drafted tokens are verified several a pass (see _verify);
         the tokens are the same. The cache holds every token yielded but the last."""
         self.sampler.params = params
         self.sampler.reseed(params.seed)
@@ -139,6 +139,7 @@ class Model:
         if index is not None:
             index.extend(ids)
         self.lookup_stats = DraftLength()
+        greedy = params.temperature == 0.0
         tok = self.sampler.sample(logits, history[:n_hist])
         count = 0
         while True:
@@ -172,7 +173,7 @@ class Model:
             accepted: list[int] = []
             nxt = -1
             for j, guess in enumerate(draft):
-                nxt = self.sampler.sample(rows[j], history[:n_hist + j])
+                nxt = self._verify(rows[j], history[:n_hist + j], guess, greedy)
                 if nxt != guess or nxt in eos:
                     break
                 accepted.append(nxt)
@@ -189,6 +190,21 @@ class Model:
             n_hist += len(accepted)
             count += len(accepted)
             tok = nxt
+
+    def _verify(self, logits: np.ndarray, history: np.ndarray, guess: int, greedy: bool) -> int:
+        """The token after ``history`` given a drafted ``guess``: greedy decoding's own token;
+        with sampling, the speculative-sampling rule for a draft that is one token for sure
+        (Leviathan et al. 2023, Chen et al. 2023): keep the guess with probability p(guess),
+        else draw from p without it, renormalised. Either way the token is distributed as a
+        plain draw from p, the sampler's distribution after its filters."""
+        if greedy:
+            return self.sampler.sample(logits, history)
+        p = self.sampler.probabilities(logits, history)
+        if self.sampler.uniform() < p[guess]:
+            return guess
+        p[guess] = 0.0
+        cdf = np.cumsum(p)
+        return int(min(np.searchsorted(cdf, self.sampler.uniform() * cdf[-1], side="right"), len(p) - 1))
 
     def _pieces(self, ids: list[int], max_new_tokens: int, params: SamplingParams, stop: _Stop,
                 lookup: bool = False) -> Iterator[str]:

@@ -3,6 +3,7 @@ output token for token; the multi-row step gives each row's logits."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,9 @@ import pytest
 pytest.importorskip("torch")
 
 import edgelm  # noqa: E402
-from edgelm.errors import RuntimeLoadError  # noqa: E402
 from edgelm.export import ExportConfig, export  # noqa: E402
 from edgelm.runtime.lookup import MAX_DRAFT, DraftLength, NgramIndex  # noqa: E402
+from tests.test_sampling import _chi2_critical  # noqa: E402
 
 QUIET = {"verify": False, "progress": False}
 
@@ -138,9 +139,59 @@ def test_a_full_cache_ends_generation_the_same_way(tiny: Path) -> None:
         "abc abc abc abc", max_new_tokens=100, lookup=False)
 
 
-def test_lookup_is_greedy_only(tiny: Path) -> None:
+def test_lookup_is_off_by_default_with_sampling(tiny: Path) -> None:
     model = edgelm.load(tiny, threads=1, context=64)
-    with pytest.raises(RuntimeLoadError, match="greedy"):
-        model.generate("hi", max_new_tokens=3, lookup=True, sampling=edgelm.SamplingParams(temperature=0.7))
-    sampled = model.generate("hi", max_new_tokens=3, sampling=edgelm.SamplingParams(temperature=0.7, seed=1))
-    assert model.lookup_stats.passes == 0 and isinstance(sampled, str)
+    model.generate("a b a b a b a b", max_new_tokens=8, sampling=edgelm.SamplingParams(temperature=0.7, seed=1))
+    assert model.lookup_stats.passes == 0
+
+
+def _two_sample_chi2(a: list[int], b: list[int]) -> tuple[float, int]:
+    """Chi-square of two equal-size samples over their common categories (rare ones pooled)."""
+    from collections import Counter
+
+    ca, cb = Counter(a), Counter(b)
+    cats = sorted(set(ca) | set(cb), key=lambda c: -(ca[c] + cb[c]))
+    big = [c for c in cats if ca[c] + cb[c] >= 20]
+    rest_a = sum(ca[c] for c in cats if c not in big)
+    rest_b = sum(cb[c] for c in cats if c not in big)
+    pairs = [(ca[c], cb[c]) for c in big] + ([(rest_a, rest_b)] if rest_a + rest_b >= 20 else [])
+    chi2 = sum((x - y) ** 2 / (x + y) for x, y in pairs)
+    return chi2, len(pairs) - 1
+
+
+def _draws(path: Path, lookup: bool, seeds: int, always_accept: bool = False) -> tuple[list[tuple[int, ...]], int]:
+    model = edgelm.load(path, threads=1, context=256)
+    if always_accept:  # a wrong rule, to show the test can tell
+        model._verify = lambda logits, history, guess, greedy: guess  # type: ignore[method-assign]
+    params = edgelm.SamplingParams(temperature=12.0, top_k=6)  # the random model is peaked: flatten it
+    base = model.encode("a b a b a b")
+    top = np.argsort(model.session.step(base))[-6:].tolist()
+    # Every pair of the likely tokens occurs in the prompt: most steps find a draft.
+    ids = base + [x for i in top for j in top for x in (i, j)]
+    out, passes = [], 0
+    for seed in range(seeds):
+        out.append(tuple(model._tokens(ids, 5, dataclasses.replace(params, seed=seed), frozenset(), lookup)))
+        passes += model.lookup_stats.passes
+    return out, passes
+
+
+def test_sampling_with_lookup_draws_from_the_samplers_distribution(tiny: Path, monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    """With sampling, verified drafts follow the speculative-sampling rule: each generated
+    token is distributed as a plain draw (chi-square, per position, p = 0.001), while
+    drafts are verified in most runs. Accepting every draft instead is caught."""
+    from edgelm.runtime import lookup as lookup_module
+
+    monkeypatch.setattr(lookup_module.DraftLength, "next", lambda self: 3)  # draft whenever there is a match
+    n = 1500
+    plain, none = _draws(tiny, False, n)
+    looked, passes = _draws(tiny, True, n)
+    wrong, _ = _draws(tiny, True, n, always_accept=True)
+    assert none == 0 and passes > n // 2  # most runs verified drafts
+    worst_wrong = 0.0
+    for pos in range(1, 5):
+        chi2, df = _two_sample_chi2([t[pos] for t in plain], [t[pos] for t in looked])
+        assert df >= 2 and chi2 < _chi2_critical(df), (pos, chi2, df)
+        chi2_w, df_w = _two_sample_chi2([t[pos] for t in plain], [t[pos] for t in wrong])
+        worst_wrong = max(worst_wrong, chi2_w / _chi2_critical(df_w))
+    assert worst_wrong > 1.0, "accepting every draft went unnoticed"

@@ -168,6 +168,8 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "operator domain unknown": (_edit_manifest(_set("io.operator_domains", ["ai.evil"])), "io.operator_domains"),
     "operator domains missing": (_edit_manifest(_set("io.operator_domains", _DELETE)), "io.operator_domains"),
     "seqlens_k renamed": (_edit_manifest(_set("io.seqlens_k", "nope")), "nope"),
+    "logits_rows renamed": (_edit_manifest(_set("io.logits_rows", "nope")), "nope"),
+    "logits_rows missing": (_edit_manifest(_set("io.logits_rows", _DELETE)), "io.logits_rows"),
     "manifest is a list": (lambda f: (f / "edgelm.json").write_text("[1]"), "JSON object"),
     "tokenizer.json corrupt": (lambda f: ((f / "tokenizer.json").write_text("{"), _refresh_files(f)), "tokenizer"),
     "BlockQuantMatMul N 10^7": (_graph(_set_attr(BQMM, "N", 10**7)), "BlockQuantMatMul"),

@@ -138,7 +138,9 @@ def _commit(tmp: Path, target: Path, force: bool) -> None:
 
 class _FallbackLock:
     """Where renameat2 is missing: an flock beside the target, so two edgelm jobs never
-    interleave their check and rename (it cannot stop other programs; renameat2 does)."""
+    interleave their check and rename (it cannot stop other programs; renameat2 does).
+    The lock file is removed on release, while still held; a job that locked a file
+    removed meanwhile sees that its inode is no longer the path's and locks anew."""
 
     def __init__(self, target: Path) -> None:
         self.path = target.with_name(f".{target.name}.lock")
@@ -146,10 +148,24 @@ class _FallbackLock:
     def __enter__(self) -> None:
         import fcntl
 
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+                self.fd = fd
+                return
+            os.close(fd)  # the holder before us removed it: lock the path's current file
 
     def __exit__(self, *exc: object) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
         os.close(self.fd)
 
 

@@ -84,6 +84,7 @@ def test_the_fallback_without_renameat2_keeps_the_same_guarantees(tmp_path: Path
     with atomic_dir(target, force=True, marker=True) as tmp:
         (tmp / "b").write_text("2")
     assert (target / "b").exists() and not (target / "a").exists()
+    assert not (tmp_path / ".out.lock").exists()  # the lock is removed with its release
     other = _user_folder(tmp_path / "other")
     with pytest.raises(ExportError), atomic_dir(other, force=True):
         pass
@@ -146,3 +147,27 @@ def test_quickstart_adopts_a_report_folder_an_older_edgelm_wrote(tmp_path: Path)
     (reports / "report.md").write_text(REPORT_TITLE + "\n\nold\n")
     _adopt_old_report(reports)
     assert written_by_edgelm(reports)
+
+
+def test_the_fallback_lock_serialises_jobs_and_leaves_nothing(tmp_path: Path) -> None:
+    """Four processes take the fallback lock on one target 25 times each and append to a
+    log inside it: no two ever hold it at once, and no lock file is left."""
+    script = f"""
+import os, sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from pathlib import Path
+from edgelm._io import _FallbackLock
+log = Path({str(tmp_path / "log")!r})
+for _ in range(25):
+    with _FallbackLock(Path({str(tmp_path / "out")!r})):
+        with open(log, "a") as f:
+            f.write("in\\n")
+        time.sleep(0.001)
+        with open(log, "a") as f:
+            f.write("out\\n")
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    lines = (tmp_path / "log").read_text().split()
+    assert len(lines) == 200 and lines == ["in", "out"] * 100
+    assert not (tmp_path / ".out.lock").exists()

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any
 
+from edgelm.bench.runner import timed_generation
 from edgelm.sampling import SamplingParams
 
 PASSAGE = (
@@ -49,32 +49,14 @@ WORKLOADS = {
 
 
 def _run(model: Any, prompt: str, new_tokens: int, lookup: bool) -> dict[str, Any]:
-    """Decode tokens/s after the first token, the tokens, and the passes over the weights."""
-    session = model.session
-    calls = [0]
-    step = session.step
-
-    def counted(*a: Any, **k: Any) -> Any:
-        calls[0] += 1
-        return step(*a, **k)
-
-    session.step = counted  # type: ignore[method-assign]
-    try:
-        model.reset()
-        ids = model.encode([{"role": "user", "content": prompt}])
-        budget = min(new_tokens, model.context - len(ids))
-        gen = model._tokens(ids, budget, SamplingParams(temperature=0.0), frozenset(), lookup)
-        first = next(gen)
-        prefill_calls = calls[0]
-        t0 = time.perf_counter()
-        tokens = [first, *gen]
-        dt = time.perf_counter() - t0
-    finally:
-        del session.step
-    passes = calls[0] - prefill_calls
+    """Decode tokens/s after the first token, the tokens, tokens per pass over the weights
+    and the drafts accepted, through bench's timed loop (the runtime's own decode loop)."""
+    ids = model.encode([{"role": "user", "content": prompt}])
+    r = timed_generation(model, ids, min(new_tokens, model.context - len(ids)), SamplingParams(temperature=0.0),
+                         lookup=lookup)
     s = model.lookup_stats
-    return {"tps": (len(tokens) - 1) / dt, "tokens": tokens, "passes": passes, "drafted": s.drafted,
-            "accepted": s.accepted}
+    return {"tps": (len(r["tokens"]) - 1) / r["decode_s"], "tokens": r["tokens"],
+            "per_pass": r["tokens_per_pass"], "drafted": s.drafted, "accepted": s.accepted}
 
 
 def main() -> None:
@@ -87,7 +69,6 @@ def main() -> None:
     import edgelm
 
     model = edgelm.load(args.model, threads=args.threads, context=2048)
-    model.eos_ids = frozenset()  # the same number of tokens every run
     print(f"{args.model}: {args.new_tokens} new tokens, greedy, {args.rounds} interleaved rounds, "
           f"{args.threads} threads")
     print(f"{'workload':30} {'plain tok/s':>11} {'lookup tok/s':>12} {'ratio':>6} {'accepted':>9} "
@@ -103,7 +84,7 @@ def main() -> None:
         last = looked[-1]
         same = all(r["tokens"] == plain[0]["tokens"] for r in plain + looked)
         acc = last["accepted"] / last["drafted"] if last["drafted"] else 0.0
-        per_pass = (len(last["tokens"]) - 1) / max(1, last["passes"])
+        per_pass = last["per_pass"]
         ratios = [b["tps"] / a["tps"] for a, b in zip(plain, looked, strict=True)]
         print(f"{name:30} {p:11.1f} {q:12.1f} {q / p:5.2f}x {acc:8.0%} {per_pass:8.2f}  {'yes' if same else 'NO'}"
               f"   (per-round ratios {min(ratios):.2f}-{max(ratios):.2f})")

@@ -9,6 +9,7 @@ estimated from the profiler's model with the measured time per token, and labell
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import platform
@@ -46,10 +47,13 @@ def _synthetic_prompt(model: Any, n: int) -> list[int]:
     return ids[:n]
 
 
-def _timed_lookup(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams,
-                  meter: Meter | None, idle_w: float) -> dict[str, Any]:
-    """timed_generation through the runtime's prompt-lookup loop (Model._tokens), the
-    sampler's calls timed, and the passes over the weights counted."""
+def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams,
+                     meter: Meter | None = None, idle_w: float = 0.0, lookup: bool = False) -> dict[str, Any]:
+    """One generation of exactly ``new_tokens`` (end-of-sequence does not stop it) through
+    the runtime's own decode loop (Model._tokens; with ``lookup``, prompt-lookup decoding):
+    seconds to first token, seconds of decode, seconds of it spent sampling, the tokens,
+    decoded tokens per pass over the weights, and (with a meter) net joules. An unseeded
+    ``params`` draws with seed 0, so runs repeat."""
     sampler = model.sampler
     sample = sampler.sample
     spent = [0.0]
@@ -60,14 +64,16 @@ def _timed_lookup(model: Any, prompt: list[int], new_tokens: int, params: Sampli
         spent[0] += time.perf_counter() - s0
         return tok
 
+    if params.seed is None:
+        params = dataclasses.replace(params, seed=0)
     sampler.sample = timed_sample
     try:
         model.reset()
         ts = time.perf_counter()
-        gen = model._tokens(list(prompt), new_tokens, params, frozenset(), True)
+        gen = model._tokens(list(prompt), new_tokens, params, frozenset(), lookup)
         tokens = [next(gen)]
         ttft = time.perf_counter() - ts
-        spent[0] = 0.0
+        spent[0] = 0.0  # the prompt's draw counts in the time to first token
         if meter is not None:
             meter.start()
         td = time.perf_counter()
@@ -80,47 +86,6 @@ def _timed_lookup(model: Any, prompt: list[int], new_tokens: int, params: Sampli
     if meter is not None:
         out["reading"] = meter.stop()
         out["energy_j"] = net_joules(out["reading"], idle_w)
-    return out
-
-
-def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams,
-                     meter: Meter | None = None, idle_w: float = 0.0, lookup: bool = False) -> dict[str, Any]:
-    """One generation of exactly ``new_tokens`` (end-of-sequence does not stop it) through
-    the runtime's session and sampler: seconds to first token, seconds of decode, seconds
-    of it spent sampling, the tokens, and (with a meter) net joules. With ``lookup``,
-    through prompt-lookup decoding, also its decoded tokens per pass over the weights."""
-    if lookup:
-        return _timed_lookup(model, prompt, new_tokens, params, meter, idle_w)
-    session, sampler = model.session, model.sampler
-    sampler.params = params
-    sampler.reseed(params.seed if params.seed is not None else 0)
-    n = len(prompt)
-    history = np.empty(n + new_tokens, np.int64)
-    history[:n] = prompt
-    model.reset()
-    ts = time.perf_counter()
-    logits = session.step(prompt, copy=False)
-    tok = sampler.sample(logits, history[:n])
-    ttft = time.perf_counter() - ts
-    sample_s = 0.0
-    if meter is not None:
-        meter.start()
-    td = time.perf_counter()
-    for _ in range(new_tokens - 1):
-        history[n] = tok
-        n += 1
-        logits = session.step([tok], copy=False)
-        s0 = time.perf_counter()
-        tok = sampler.sample(logits, history[:n])
-        sample_s += time.perf_counter() - s0
-    decode_s = time.perf_counter() - td
-    out: dict[str, Any] = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": sample_s}
-    if meter is not None:
-        out["reading"] = meter.stop()
-        out["energy_j"] = net_joules(out["reading"], idle_w)
-    history[n] = tok
-    out["tokens"] = history[len(prompt):].tolist()
-    out["tokens_per_pass"] = 1.0
     return out
 
 

@@ -19,10 +19,11 @@ from ..arch import Architecture
 from ..errors import RuntimeLoadError
 from ..manifest import IOSpec
 from . import ortops
+from .lookup import MAX_DRAFT
 
 LOGITS = "logits"
-#: The most positions one step returns logits for (a verification pass of drafted tokens).
-MAX_LOGIT_ROWS = 16
+#: The most positions one step returns logits for: a pass verifying the longest draft.
+MAX_LOGIT_ROWS = MAX_DRAFT + 1
 _ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)"}
 
 __all__ = ["DecoderSession", "input_names", "output_names"]

@@ -5,7 +5,9 @@ passage, rewrite a given code block with a small change (both quote their prompt
 open-ended chat. For each: decode tokens/s plain and with lookup (the first token's
 prefill excluded; rounds interleaved, median), the ratio, the share of drafted tokens
 accepted, tokens per pass over the weights, and whether the two outputs are identical.
-Goals (issue 19): >= 2.0x on the two quoting workloads, >= 0.97x on chat.
+Goals (issue 19): >= 2.0x on the two quoting workloads, >= 0.97x on chat. Then what a
+verification pass costs: one step of M rows (M = 1 .. MAX_DRAFT + 1) at a 200-token
+context, against a step of one row, interleaved in the same run.
 
 Run: python benchmarks/lookup.py [--model models/smollm2-135m-int4] [--new-tokens 128] [--rounds 5] [--threads 2]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from typing import Any
 
 from edgelm.bench.runner import timed_generation
@@ -88,6 +91,29 @@ def main() -> None:
         ratios = [b["tps"] / a["tps"] for a, b in zip(plain, looked, strict=True)]
         print(f"{name:30} {p:11.1f} {q:12.1f} {q / p:5.2f}x {acc:8.0%} {per_pass:8.2f}  {'yes' if same else 'NO'}"
               f"   (per-round ratios {min(ratios):.2f}-{max(ratios):.2f})")
+    pass_costs(model, args.rounds)
+
+
+def pass_costs(model: Any, rounds: int) -> None:
+    """Seconds of one step of M rows after a 200-token context, median over rounds of 20,
+    M interleaved, and the ratio to M = 1."""
+    from edgelm.runtime.lookup import MAX_DRAFT
+
+    s = model.session
+    ids = (model.encode("The history of the lighthouse begins in the ancient world. ") * 40)[:200]
+    times: dict[int, list[float]] = {}
+    for _ in range(rounds):
+        for m in range(1, MAX_DRAFT + 2):
+            model.reset()
+            s.step(ids, copy=False)
+            t = time.perf_counter()
+            for _ in range(20):
+                s.step(list(range(100, 100 + m)), copy=False, rows=m)
+                s.rewind(200)
+            times.setdefault(m, []).append((time.perf_counter() - t) / 20)
+    one = statistics.median(times[1])
+    print("one pass of M rows against a one-row step: " + ", ".join(
+        f"M={m} {statistics.median(v) * 1e3:.2f} ms ({statistics.median(v) / one:.2f}x)" for m, v in times.items()))
 
 
 if __name__ == "__main__":

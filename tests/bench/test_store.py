@@ -127,3 +127,23 @@ def test_concurrent_appends_get_unique_ids(tmp_path: Path) -> None:
     assert all(p.wait(timeout=120) == 0 for p in procs)
     ids = [r.id for r in ResultsStore(path).read()]
     assert sorted(ids) == list(range(1, 201))
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    (("tokens_per_pass",), 0.5, "tokens_per_pass"), (("tokens_per_pass",), "abc", "tokens_per_pass"),
+    (("tokens_per_pass",), 1e9, "tokens_per_pass"), (("settings", "lookup"), "yes", "settings.lookup"),
+])
+def test_lookup_fields_of_a_record_are_checked(field: tuple[str, ...], value: object, match: str) -> None:
+    """A stored or a phone's record claiming less than one token per pass, an absurd count,
+    or a lookup flag that is not true/false is refused, naming the field."""
+    d = make_record().to_dict()
+    assert d["tokens_per_pass"] == 1.0 and d["settings"]["lookup"] is False
+    target = d
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = value
+    with pytest.raises(RecordError, match=match):
+        BenchRecord.from_dict(d)
+    del d["tokens_per_pass"], d["settings"]["lookup"]  # records stored before lookup existed
+    if field == ("tokens_per_pass",):
+        assert BenchRecord.from_dict(d).tokens_per_pass == 1.0

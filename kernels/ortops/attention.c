@@ -1,19 +1,22 @@
-/* edgelm's attention operator: Attention (domain "ai.edgelm"), batch 1.
+/* edgelm's attention operator: Attention (domain "ai.edgelm").
  *
  * The contract of ONNX Runtime's GroupQueryAttention the way edgelm's graph uses it
  * (packed QKV, rotary inside, non-interleaved halves, a KV cache of fixed capacity bound
  * as both past and present), with the cache in float16:
  *
- *   inputs   qkv [1, S, (H + 2 Hkv) D] float; past_key, past_value [1, Hkv, C, D] float16;
- *            seqlens_k [1] int32 (= total - 1); total_sequence_length int32 scalar;
+ *   inputs   qkv [B, S, (H + 2 Hkv) D] float; past_key, past_value [B, Hkv, C, D] float16;
+ *            seqlens_k [B] int32 (sequence b's tokens after this step, minus one);
+ *            total_sequence_length int32 scalar (the largest of those, plus one);
  *            cos_cache, sin_cache [P, D/2]
- *   outputs  out [1, S, H D]; present_key, present_value [1, Hkv, C, D]
+ *   outputs  out [B, S, H D]; present_key, present_value [B, Hkv, C, D]
  *   attrs    num_heads (H), kv_num_heads (Hkv), scale (float, default 1/sqrt(D))
  *
- * The S new tokens sit at positions total - S .. total - 1: their rotated keys and values
- * are written into rows of the cache, then each query attends causally to rows 0 .. its
- * position. When present is the same buffer as past (the runtime binds it so) nothing else
- * is copied; otherwise past is copied into present first.
+ * Sequence b's S new tokens sit at positions seqlens_k[b] + 1 - S .. seqlens_k[b]: their
+ * rotated keys and values are written into those rows of b's cache, then each query attends
+ * causally to b's rows 0 .. its position. Each (sequence, head, query row) is computed as
+ * in a batch of one, so a sequence's outputs do not depend on what else is in the batch
+ * (parallel sampling relies on it: tested). When present is the same buffer as past (the
+ * runtime binds it so) nothing else is copied; otherwise past is copied into present first.
  *
  * Why not GroupQueryAttention: at decode it costs ~3.5 us per context token per token for
  * this 30-layer model (one-query scores through a general GEMM and SSE loops), a third of
@@ -29,6 +32,7 @@
 #include "shared_math.h"
 
 #define PREFILL_ROWS 8 /* query rows per task in a prompt */
+#define MAX_BATCH 256 /* sequences in one call */
 
 typedef struct {
     const OrtApi* api;
@@ -43,7 +47,8 @@ typedef struct {
     const float* cos_c;
     const float* sin_c;
     float* out;
-    int64_t s, past, cap, d, heads, kv_heads, row_tasks;
+    const int64_t* past; /* [B]: sequence b's tokens before this step */
+    int64_t s, cap, d, heads, kv_heads, row_tasks;
     float scale;
     AttendRowFn attend_row; /* the kernel table's */
 } AttnJob;
@@ -62,19 +67,23 @@ static inline void rotate(const float* x, const float* cos_c, const float* sin_c
 
 static void attn_task(void* data, size_t index) {
     const AttnJob* job = (const AttnJob*)data;
-    const int64_t h = (int64_t)index / job->row_tasks;
+    const int64_t per_seq = job->heads * job->row_tasks;
+    const int64_t b = (int64_t)index / per_seq;
+    const int64_t h = ((int64_t)index % per_seq) / job->row_tasks;
     const int64_t rows = (job->s + job->row_tasks - 1) / job->row_tasks;
     const int64_t r0 = ((int64_t)index % job->row_tasks) * rows;
     const int64_t r1 = r0 + rows < job->s ? r0 + rows : job->s;
     const int64_t d = job->d, g = h / (job->heads / job->kv_heads);
     const int64_t width = (job->heads + 2 * job->kv_heads) * d;
-    const uint16_t* k = job->kc + g * job->cap * d;
-    const uint16_t* v = job->vc + g * job->cap * d;
+    const uint16_t* k = job->kc + (b * job->kv_heads + g) * job->cap * d;
+    const uint16_t* v = job->vc + (b * job->kv_heads + g) * job->cap * d;
+    const float* x = job->qkv + b * job->s * width;
+    float* out = job->out + b * job->s * job->heads * d;
     float q[MAX_HEAD_DIM];
     for (int64_t r = r0; r < r1; r++) {
-        const int64_t p = job->past + r;
-        rotate(job->qkv + r * width + h * d, job->cos_c, job->sin_c, p, d, job->scale, q);
-        job->attend_row(q, k, v, p + 1, d, job->out + (r * job->heads + h) * d);
+        const int64_t p = job->past[b] + r;
+        rotate(x + r * width + h * d, job->cos_c, job->sin_c, p, d, job->scale, q);
+        job->attend_row(q, k, v, p + 1, d, out + (r * job->heads + h) * d);
     }
 }
 
@@ -99,11 +108,14 @@ static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
     TRY(dims_of(api, in[4], td, &tn, &tot_count));
     TRY(dims_of(api, in[5], cd, &cn, &count));
     TRY(dims_of(api, in[6], sd, &sn, &count));
-    if (seq_count != 1 || tot_count != 1)
-        return error(api, "Attention: seqlens_k and total_sequence_length must hold one value each");
     const int64_t H = kern->heads, G = kern->kv_heads;
-    if (qn != 3 || qd[0] != 1) return error(api, "Attention: qkv must be [1, S, (H + 2 Hkv) D] (batch 1)");
-    if (kn != 4 || vn != 4 || kd[0] != 1 || kd[1] != G) return error(api, "Attention: past_key must be [1, Hkv, C, D]");
+    if (qn != 3) return error(api, "Attention: qkv must be [B, S, (H + 2 Hkv) D]");
+    const int64_t B = qd[0];
+    if (B < 1 || B > MAX_BATCH) return error(api, "Attention: the batch must hold 1 to 256 sequences");
+    if (tot_count != 1) return error(api, "Attention: total_sequence_length must hold one value");
+    if (ln != 1 || seq_count != B) return error(api, "Attention: seqlens_k must be [B], one value per sequence");
+    if (kn != 4 || vn != 4 || kd[0] != B || kd[1] != G)
+        return error(api, "Attention: past_key must be [B, Hkv, C, D] (qkv's batch)");
     for (size_t i = 0; i < 4; i++)
         if (vd[i] != kd[i]) return error(api, "Attention: past_value must have past_key's shape");
     const int64_t S = qd[1], C = kd[2], D = kd[3];
@@ -119,14 +131,21 @@ static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
     TRY(data((OrtValue*)in[4], &tot));
     TRY(data((OrtValue*)in[5], &cosv));
     TRY(data((OrtValue*)in[6], &sinv));
-    const int64_t total = *(const int32_t*)tot, past = total - S;
-    if (*(const int32_t*)seq != total - 1) return error(api, "Attention: seqlens_k must be total_sequence_length - 1");
-    if (past < 0 || total > C) return error(api, "Attention: the sequence does not fit the KV cache");
+    const int64_t total = *(const int32_t*)tot;
+    int64_t past[MAX_BATCH], longest = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t length = (int64_t)((const int32_t*)seq)[b] + 1;
+        past[b] = length - S;
+        if (past[b] < 0 || length > C) return error(api, "Attention: the sequence does not fit the KV cache");
+        longest = length > longest ? length : longest;
+    }
+    if (longest != total)
+        return error(api, "Attention: seqlens_k must be total_sequence_length - 1 (for the longest sequence)");
     if (total > cd[0]) return error(api, "Attention: a position is past the rotary cache");
 
     KernelContextGetOutputFn get_output = FN(api, API_KernelContext_GetOutput, KernelContextGetOutputFn);
     OrtValue *o_val, *k_val, *v_val;
-    int64_t od[3] = {1, S, H * D};
+    int64_t od[3] = {B, S, H * D};
     void *out, *kc, *vc;
     TRY(get_output(ctx, 0, od, 3, &o_val));
     TRY(get_output(ctx, 1, kd, 4, &k_val));
@@ -134,7 +153,7 @@ static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
     TRY(data(o_val, &out));
     TRY(data(k_val, &kc));
     TRY(data(v_val, &vc));
-    const size_t cache_bytes = (size_t)(G * C * D) * sizeof(uint16_t);
+    const size_t cache_bytes = (size_t)(B * G * C * D) * sizeof(uint16_t);
     if (kc != pk) memcpy(kc, pk, cache_bytes); /* not bound in place: carry the past over */
     if (vc != pv) memcpy(vc, pv, cache_bytes);
     if (S == 0) return NULL;
@@ -143,17 +162,21 @@ static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
     const float* x = (const float*)qkv;
     const int64_t width = (H + 2 * G) * D;
     float krot[MAX_HEAD_DIM];
-    for (int64_t r = 0; r < S; r++)
-        for (int64_t g = 0; g < G; g++) {
-            rotate(x + r * width + (H + g) * D, (const float*)cosv, (const float*)sinv, past + r, D, 1.0f, krot);
-            ops->to_half(krot, D, (uint16_t*)kc + (g * C + past + r) * D);
-            ops->to_half(x + r * width + (H + G + g) * D, D, (uint16_t*)vc + (g * C + past + r) * D);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t r = 0; r < S; r++) {
+            const float* xr = x + (b * S + r) * width;
+            for (int64_t g = 0; g < G; g++) {
+                const int64_t row = ((b * G + g) * C + past[b] + r) * D;
+                rotate(xr + (H + g) * D, (const float*)cosv, (const float*)sinv, past[b] + r, D, 1.0f, krot);
+                ops->to_half(krot, D, (uint16_t*)kc + row);
+                ops->to_half(xr + (H + G + g) * D, D, (uint16_t*)vc + row);
+            }
         }
 
     AttnJob job = {x, (const uint16_t*)kc, (const uint16_t*)vc, (const float*)cosv, (const float*)sinv, (float*)out,
-                   S, past, C, D, H, G, (S + PREFILL_ROWS - 1) / PREFILL_ROWS,
+                   past, S, C, D, H, G, (S + PREFILL_ROWS - 1) / PREFILL_ROWS,
                    kern->scale > 0.0f ? kern->scale : 1.0f / sqrtf((float)D), ops->attend_row};
-    const size_t tasks = (size_t)(H * job.row_tasks);
+    const size_t tasks = (size_t)(B * H * job.row_tasks);
     return FN(api, API_KernelContext_ParallelFor, KernelContextParallelForFn)(ctx, attn_task, tasks, 0, &job);
 }
 

@@ -42,9 +42,9 @@ def _model(op: str, heads: int = H, kv: int = G) -> bytes:
     graph = helper.make_graph(
         [node], "g",
         [helper.make_tensor_value_info("qkv", f, None),
-         helper.make_tensor_value_info("pk", c, [1, kv, CAP, D]),
-         helper.make_tensor_value_info("pv", c, [1, kv, CAP, D]),
-         helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
+         helper.make_tensor_value_info("pk", c, ["B", kv, CAP, D]),
+         helper.make_tensor_value_info("pv", c, ["B", kv, CAP, D]),
+         helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["B"]),
          helper.make_tensor_value_info("total", TensorProto.INT32, []),
          helper.make_tensor_value_info("cos", f, [POS, D // 2]),
          helper.make_tensor_value_info("sin", f, [POS, D // 2])],
@@ -198,8 +198,12 @@ def test_present_not_bound_in_place_carries_the_past_over() -> None:
 @pytest.mark.parametrize("feeds_change, message", [
     ({"seqlens_k": np.array([3], np.int32)}, "seqlens_k must be total_sequence_length - 1"),
     ({"total": np.array(CAP + 1, np.int32), "seqlens_k": np.array([CAP], np.int32)}, "does not fit the KV cache"),
+    ({"seqlens_k": np.array([-2], np.int32), "total": np.array(-1, np.int32)}, "does not fit the KV cache"),
     ({"qkv": np.zeros((1, 1, 5), np.float32)}, "last dimension of qkv"),
-    ({"qkv": np.zeros((2, 1, (H + 2 * G) * D), np.float32)}, "batch 1"),
+    ({"qkv": np.zeros((2, 1, (H + 2 * G) * D), np.float32), "seqlens_k": np.array([5, 5], np.int32)}, "qkv's batch"),
+    ({"seqlens_k": np.array([5, 5], np.int32)}, "one value per sequence"),
+    ({"qkv": np.zeros((0, 1, (H + 2 * G) * D), np.float32), "pk": np.zeros((0, G, CAP, D), np.float16),
+      "pv": np.zeros((0, G, CAP, D), np.float16), "seqlens_k": np.zeros(0, np.int32)}, "1 to 256 sequences"),
 ])
 def test_bad_inputs_are_errors_not_crashes(feeds_change: dict[str, np.ndarray], message: str) -> None:
     so = ort.SessionOptions()
@@ -219,3 +223,30 @@ def test_heads_not_a_multiple_of_kv_heads_are_refused_at_load() -> None:
     assert ortops.register(so)
     with pytest.raises(Exception, match="multiple of kv_num_heads"):
         ort.InferenceSession(_model("Attention", heads=5, kv=2), so, providers=["CPUExecutionProvider"])
+
+
+def test_a_batch_gives_each_sequence_the_bits_of_a_batch_of_one() -> None:
+    """Three sequences of different lengths in one call (decode, then a 3-token chunk):
+    each one's outputs and cache rows equal, bit for bit, a batch-of-one call on its own
+    cache; the rows after each sequence's end are untouched."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    assert ortops.register(so)
+    sess = ort.InferenceSession(_model("Attention"), so, providers=["CPUExecutionProvider"])
+    cos, sin = _rotary()
+    rng = np.random.default_rng(11)
+    lengths = np.array([5, 17, 1])
+    k0 = (rng.standard_normal((3, G, CAP, D))).astype(np.float16)
+    v0 = (rng.standard_normal((3, G, CAP, D))).astype(np.float16)
+    for s in (1, 3):
+        qkv = rng.standard_normal((3, s, (H + 2 * G) * D)).astype(np.float32)
+        ends = lengths + s
+        out, k, v = sess.run(None, {"qkv": qkv, "pk": k0, "pv": v0, "seqlens_k": (ends - 1).astype(np.int32),
+                                    "total": np.array(ends.max(), np.int32), "cos": cos, "sin": sin})
+        for b in range(3):
+            o1, k1, v1 = sess.run(None, {"qkv": qkv[b:b + 1], "pk": k0[b:b + 1], "pv": v0[b:b + 1],
+                                         "seqlens_k": np.array([ends[b] - 1], np.int32),
+                                         "total": np.array(ends[b], np.int32), "cos": cos, "sin": sin})
+            assert np.array_equal(out[b:b + 1], o1) and np.array_equal(k[b:b + 1], k1) and np.array_equal(v[b:b + 1], v1)
+            assert np.array_equal(k[b, :, ends[b]:], k0[b, :, ends[b]:]), "a row past the sequence was written"
+        lengths = ends

@@ -17,12 +17,13 @@ from ._version import __version__
 __all__ = ["__version__", "load", "SamplingParams"]
 
 
-def load(folder, threads=None, context=None, *, verify=False):  # type: ignore[no-untyped-def]
+def load(folder, threads=None, context=None, *, verify=False, sequences=1):  # type: ignore[no-untyped-def]
     """Load an exported model folder (see :func:`edgelm.runtime.load`); ``verify=True``
-    also checks every file's sha256 against the manifest."""
+    also checks every file's sha256 against the manifest; ``sequences`` is the most samples
+    one ``generate(..., n=)`` draws in parallel."""
     from .runtime import load as _load
 
-    return _load(folder, threads=threads, context=context, verify=verify)
+    return _load(folder, threads=threads, context=context, verify=verify, sequences=sequences)
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]

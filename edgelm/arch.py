@@ -111,14 +111,16 @@ class Architecture:
         head = 0 if self.tie_word_embeddings else self.vocab_size * h
         return self.num_layers * per_layer + emb + head + h
 
-    def kv_cache_shape(self, context: int) -> tuple[int, int, int, int]:
-        """One layer's K (or V) cache for ``context`` tokens, batch 1, BNSH."""
-        return (1, self.num_kv_heads, context, self.head_dim)
+    def kv_cache_shape(self, context: int, sequences: int = 1) -> tuple[int, int, int, int]:
+        """One layer's K (or V) cache for ``context`` tokens of each of ``sequences``, BNSH."""
+        return (sequences, self.num_kv_heads, context, self.head_dim)
 
-    def kv_cache_bytes(self, context: int, kv_dtype: KVDtype | str) -> int:
-        """Bytes of every layer's K and V cache for ``context`` tokens (batch 1): what the
-        runtime allocates, the memory model counts and a decode step reads."""
-        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * context * kv_bytes_per_value(kv_dtype)
+    def kv_cache_bytes(self, context: int, kv_dtype: KVDtype | str, sequences: int = 1) -> int:
+        """Bytes of every layer's K and V cache for ``context`` tokens of each of
+        ``sequences``: what the runtime allocates, the memory model counts and a decode step
+        reads (of the rows in use)."""
+        return (2 * self.num_layers * self.num_kv_heads * self.head_dim * context * sequences
+                * kv_bytes_per_value(kv_dtype))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -9,7 +9,7 @@ kernels are needed.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -67,7 +67,12 @@ class Model:
     @overload
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = ...,
                  sampling: SamplingParams | None = ..., stop: Sequence[str] = ..., stream: Literal[False] = ...,
-                 truncate: bool = ..., lookup: bool | None = ...) -> str: ...
+                 truncate: bool = ..., lookup: bool | None = ..., n: None = ...) -> str: ...
+
+    @overload
+    def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = ...,
+                 sampling: SamplingParams | None = ..., stop: Sequence[str] = ..., stream: Literal[False] = ...,
+                 truncate: bool = ..., lookup: bool | None = ..., *, n: int) -> list[str]: ...
 
     @overload
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = ...,
@@ -76,7 +81,8 @@ class Model:
 
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = 256,
                  sampling: SamplingParams | None = None, stop: Sequence[str] = (), stream: bool = False,
-                 truncate: bool = False, lookup: bool | None = None) -> str | Iterator[str]:
+                 truncate: bool = False, lookup: bool | None = None,
+                 n: int | None = None) -> str | Iterator[str] | list[str]:
         """Generate a reply. ``prompt`` is a string or chat messages (the folder's chat
         template is applied). With ``stream=True`` returns an iterator of text pieces.
 
@@ -85,7 +91,14 @@ class Model:
         decoding's output token for token, and with sampling draws from the same
         distribution (the speculative-sampling rule; a seed gives other tokens than without
         lookup). By default it is on for greedy decoding of folders on edgelm's operators
-        (the quantized default), off otherwise."""
+        (the quantized default), off otherwise.
+
+        ``n`` (with sampling) returns a list of ``n`` samples of the same prompt, drawn in
+        parallel: the prompt is computed once, and each step advances every unfinished
+        sample in one pass over the weights. Sample ``i`` is the text ``generate`` gives
+        alone with seed ``seed + i`` (with ``n`` at most 7, token for token; from 8 rows the
+        quantized matmul takes its prefill kernels, equal to float rounding). The model must
+        be loaded with ``sequences >= n``."""
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
             raise RuntimeLoadError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
         ids = self.encode(prompt)
@@ -98,6 +111,20 @@ class Model:
             ids = ids[-(self.context - 1):]
         params = sampling or SamplingParams(temperature=0.0)
         greedy = params.temperature == 0.0
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise RuntimeLoadError(f"n must be an integer >= 1, got {n!r}")
+            if n > 1 and greedy:
+                raise RuntimeLoadError("n > 1 needs sampling (temperature > 0): greedy decoding would give "
+                                       f"{n} copies of one answer")
+            if n > self.session.sequences:
+                raise RuntimeLoadError(f"n = {n} samples need a model loaded with sequences >= {n} "
+                                       f"(this one holds {self.session.sequences})")
+            if stream:
+                raise RuntimeLoadError("stream=True gives one sample's text; it cannot be combined with n")
+            if lookup:
+                raise RuntimeLoadError("lookup verifies one sequence's drafts; it cannot be combined with n")
+            return self._samples(ids, int(n), max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)))
         if lookup is None:  # where verified rows are a plain step's bits: edgelm's operators
             lookup = greedy and ortops.DOMAIN in self.manifest.io.operator_domains
         pieces = self._pieces(ids, max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)), lookup=bool(lookup))
@@ -191,6 +218,67 @@ class Model:
             count += len(accepted)
             tok = nxt
 
+    def _parallel_tokens(self, ids: list[int], n: int, budget: int, params: SamplingParams, eos: frozenset[int],
+                         finished: Callable[[int, int], bool] | None = None) -> Iterator[list[int | None]]:
+        """``n`` samples of one prompt in lockstep: one prefill, then one batched step per
+        token for the samples still going. Yields, each step, the token each sample drew
+        (None for a sample that has ended: at an end-of-sequence id, which is yielded, or
+        when ``finished(i, token)`` said so after its token). Sample i draws with seed
+        ``params.seed + i``. A finished sample leaves the batch; when the generator ends
+        (or is closed) the session is back to one sequence holding the prompt."""
+        samplers = [Sampler(self.manifest.architecture.vocab_size, params) for _ in range(n)]
+        for i, sampler in enumerate(samplers):
+            sampler.reseed(None if params.seed is None else params.seed + i)
+        history = np.empty((n, len(ids) + budget), np.int64)
+        history[:, :len(ids)] = ids
+        logits = self._prefill(ids)
+        self.session.fork(n)
+        active = list(range(n))  # the sample in each batch slot
+        rows = np.broadcast_to(logits, (n, logits.shape[-1]))
+        try:
+            for step in range(budget):
+                drawn: list[int | None] = [None] * n
+                tokens, still = [], []
+                for slot, i in enumerate(active):
+                    tok = samplers[i].sample(rows[slot], history[i, :len(ids) + step])
+                    history[i, len(ids) + step] = tok
+                    drawn[i] = tok
+                    tokens.append(tok)
+                    if tok not in eos and not (finished is not None and finished(i, tok)):
+                        still.append(slot)
+                yield drawn
+                if not still or step + 1 == budget:
+                    return
+                if len(still) < len(active):
+                    self.session.keep(still)
+                    active = [active[slot] for slot in still]
+                    tokens = [tokens[slot] for slot in still]
+                rows = self.session.step_batch(tokens)
+        finally:  # every sequence's first len(ids) rows are the prompt's: keep those
+            self.session.join()
+            self.session.rewind(len(ids))
+            self._cached_ids = list(ids)
+
+    def _samples(self, ids: list[int], n: int, max_new_tokens: int, params: SamplingParams,
+                 stop: _Stop) -> list[str]:
+        budget = min(max_new_tokens, self.context - len(ids))
+        out: list[list[int]] = [[] for _ in range(n)]
+        if budget <= 0:
+            return ["" for _ in range(n)]
+
+        def finished(i: int, tok: int) -> bool:
+            out[i].append(tok)
+            return bool(stop.strings) and any(s and s in self.tokenizer.decode(out[i]) for s in stop.strings)
+
+        for _ in self._parallel_tokens(ids, n, budget, params, stop.eos_ids, finished):
+            pass
+        texts = []
+        for toks in out:
+            text = self.tokenizer.decode(toks)
+            hit = min((text.find(s) for s in stop.strings if s and s in text), default=-1)
+            texts.append(text[:hit] if hit >= 0 else text)
+        return texts
+
     def _verify(self, logits: np.ndarray, history: np.ndarray, guess: int, greedy: bool) -> int:
         """The token after ``history`` given a drafted ``guess``: greedy decoding's own token;
         with sampling, the speculative-sampling rule for a draft that is one token for sure
@@ -240,8 +328,10 @@ class Model:
 
 
 def load(folder: str | Path, threads: int | None = None, context: int | None = None, *,
-         verify: bool = False) -> Model:
-    """Load an exported model folder; ``context`` sizes the KV cache (default 2,048).
+         verify: bool = False, sequences: int = 1) -> Model:
+    """Load an exported model folder; ``context`` sizes the KV cache (default 2,048), of
+    each of ``sequences`` (the most samples one ``generate(..., n=)`` call draws in parallel;
+    each costs a cache).
 
     The folder is untrusted: the manifest is parsed and checked, every file it lists must be
     inside the folder and of the size it records (with ``verify=True`` also of its sha256),
@@ -268,5 +358,5 @@ def load(folder: str | Path, threads: int | None = None, context: int | None = N
     if tokenizer.get_vocab_size() > a.vocab_size:
         raise RuntimeLoadError(f"{folder}: the tokenizer has {tokenizer.get_vocab_size()} tokens but "
                                f"architecture.vocab_size is {a.vocab_size}")
-    session = DecoderSession(model_path, a, manifest.io, context=ctx, threads=threads)
+    session = DecoderSession(model_path, a, manifest.io, context=ctx, threads=threads, sequences=sequences)
     return Model(folder, manifest, session, tokenizer)

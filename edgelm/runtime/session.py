@@ -5,6 +5,11 @@ cache is one OrtValue per layer and kind (float16 or float32, as the model decla
 capacity ``context`` tokens, bound as both the past input and the present output of the
 attention operator, so no step copies or reallocates it. Logits are bound to one preallocated
 buffer: the last position only, or the last few when drafted tokens are verified.
+
+A session loaded for ``sequences`` > 1 holds that many caches side by side (the batch
+dimension): the prompt is computed once for sequence 0, :meth:`DecoderSession.fork` copies
+its rows to the others, and :meth:`DecoderSession.step_batch` then advances all of them by
+one token in one pass over the weights (parallel sampling: best-of-n, self-consistency).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from .lookup import MAX_DRAFT
 LOGITS = "logits"
 #: The most positions one step returns logits for: a pass verifying the longest draft.
 MAX_LOGIT_ROWS = MAX_DRAFT + 1
+#: The most sequences one session holds (the Attention operator's batch limit is 256).
+MAX_SEQUENCES = 64
 _ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)"}
 
 __all__ = ["DecoderSession", "input_names", "output_names"]
@@ -77,14 +84,16 @@ def _check_graph(session: Any, arch: Architecture, io: IOSpec, path: Path) -> No
 
 
 class DecoderSession:
-    """One sequence (batch 1) on an edgelm ONNX decoder, as the manifest describes it: the
-    architecture sizes the KV cache; the IOSpec names the tensors to bind, their element
-    type and the operator domains to register."""
+    """One sequence, or up to ``sequences`` in lockstep, on an edgelm ONNX decoder, as the
+    manifest describes it: the architecture sizes the KV cache; the IOSpec names the
+    tensors to bind, their element type and the operator domains to register."""
 
     def __init__(self, onnx_path: Path, arch: Architecture, io: IOSpec, *, context: int,
-                 threads: int | None = None, spinning: bool = True) -> None:
+                 threads: int | None = None, spinning: bool = True, sequences: int = 1) -> None:
         import onnxruntime as ort
 
+        if isinstance(sequences, bool) or not isinstance(sequences, int) or not 1 <= sequences <= MAX_SEQUENCES:
+            raise RuntimeLoadError(f"sequences must be an integer in [1, {MAX_SEQUENCES}], got {sequences!r}")
         if context < 1:
             raise RuntimeLoadError(f"context must be at least 1 token, got {context}")
         if context > arch.max_context:
@@ -106,39 +115,117 @@ class DecoderSession:
             raise RuntimeLoadError(f"{onnx_path}: ONNX Runtime cannot load the model: "
                                    f"{_one_line(e)}") from e
         _check_graph(self.session, arch, io, onnx_path)
-        shape = arch.kv_cache_shape(self.context)
+        self.sequences = sequences
+        shape = arch.kv_cache_shape(self.context, sequences)
         # float16 under edgelm's Attention operator, float32 under GroupQueryAttention: the
-        # manifest says which (and the graph was checked to agree).
+        # manifest says which (and the graph was checked to agree). np.full touches every
+        # page: the cache is committed at load, not at the first long conversation (an app
+        # should fail to start, not run out of memory later).
         self.kv_dtype = np.dtype(io.kv_dtype.value)
-        self._cache = []
-        self.binding = self.session.io_binding()
-        for past, present in ((io.past_key, io.present_key), (io.past_value, io.present_value)):
-            for past_name, present_name in zip(past, present, strict=True):
-                # np.full touches every page: the cache is committed at load, not at the first
-                # long conversation (an app should fail to start, not run out of memory later).
-                buf = ort.OrtValue.ortvalue_from_numpy(np.full(shape, 0.0, self.kv_dtype))
-                self._cache.append(buf)
-                self.binding.bind_ortvalue_input(past_name, buf)
-                self.binding.bind_ortvalue_output(present_name, buf)
-        self._logits = np.zeros((MAX_LOGIT_ROWS, arch.vocab_size), np.float32)
+        self._caches = [np.full(shape, 0.0, self.kv_dtype) for _ in range(2 * arch.num_layers)]
+        self._bindings: dict[int, Any] = {}
+        self._logits = np.zeros((max(MAX_LOGIT_ROWS, sequences), arch.vocab_size), np.float32)
         self._rows = np.ones(1, np.int64)
-        self._bind_logits(1)
-        self._seqlens = np.zeros(1, np.int32)
+        self._logits_shape = (0, 0)  # (batch, rows) the logits buffer is bound as
+        self._seqlens = np.zeros(sequences, np.int32)
         self._total = np.zeros((), np.int32)
-        self.length = 0  # tokens in the cache
+        self.binding = self._binding(1)
+        self._bind_logits(1, 1)
+        self.batch = 1  # sequences being stepped: 1 until fork()
+        self.length = 0  # tokens in the cache (of each sequence)
 
-    def _bind_logits(self, rows: int) -> None:
+    def _binding(self, batch: int) -> Any:
+        """The IO binding of the first ``batch`` sequences' caches (views of one buffer each,
+        bound as past and present): made once per batch size."""
+        import onnxruntime as ort
+
+        if batch not in self._bindings:
+            b = self.session.io_binding()
+            names = [*zip(self.io.past_key, self.io.present_key, strict=True),
+                     *zip(self.io.past_value, self.io.present_value, strict=True)]
+            for (past_name, present_name), cache in zip(names, self._caches, strict=True):
+                buf = ort.OrtValue.ortvalue_from_numpy(cache[:batch])  # shares the cache's memory
+                b.bind_ortvalue_input(past_name, buf)
+                b.bind_ortvalue_output(present_name, buf)
+            self._bindings[batch] = b
+        return self._bindings[batch]
+
+    def _bind_logits(self, batch: int, rows: int) -> None:
+        if (batch, rows) == self._logits_shape:
+            return
+        self.binding = self._binding(batch)
         self._rows[0] = rows
-        self.binding.bind_output(LOGITS, "cpu", 0, np.float32, [1, rows, self.arch.vocab_size],
+        self._logits_shape = (batch, rows)
+        self.binding.bind_output(LOGITS, "cpu", 0, np.float32, [batch, rows, self.arch.vocab_size],
                                  self._logits.ctypes.data)
 
     @property
     def kv_cache_bytes(self) -> int:
-        return self.arch.kv_cache_bytes(self.context, self.io.kv_dtype)
+        return self.arch.kv_cache_bytes(self.context, self.io.kv_dtype, self.sequences)
 
     def reset(self) -> None:
         """Forget the sequence (the cache keeps its memory; stale rows are never read)."""
         self.length = 0
+        self.batch = 1
+
+    def fork(self, n: int) -> None:
+        """Make ``n`` sequences of the one in the cache: its rows are copied to sequences
+        1 .. n-1, and :meth:`step_batch` then steps all ``n``."""
+        if self.batch != 1:
+            raise ValueError("fork() needs a single sequence in the cache")
+        if not 1 <= n <= self.sequences:
+            raise RuntimeLoadError(f"{n} sequences do not fit this session: it was loaded for "
+                                   f"{self.sequences} (load with sequences={n} or more)")
+        for cache in self._caches:
+            cache[1:n, :, :self.length] = cache[0:1, :, :self.length]
+        self.batch = n
+
+    def keep(self, slots: list[int]) -> None:
+        """Keep only the sequences at ``slots`` (in that order, as sequences 0 ..), dropping
+        the rest from later steps: a finished sample stops costing a row."""
+        if not slots or any(not 0 <= i < self.batch for i in slots) or slots != sorted(set(slots)):
+            raise ValueError(f"slots must be distinct, increasing and below {self.batch}, got {slots}")
+        for j, i in enumerate(slots):
+            if i != j:
+                for cache in self._caches:
+                    cache[j, :, :self.length] = cache[i, :, :self.length]
+        self.batch = len(slots)
+
+    def join(self) -> None:
+        """Back to one sequence: sequence 0 (the rows forked from the prompt are every
+        sequence's, so rewinding to the prompt after sampling keeps the prompt)."""
+        self.batch = 1
+
+    def step_batch(self, token_ids: np.ndarray | list[int]) -> np.ndarray:
+        """Append one token to each of the forked sequences (``token_ids[i]`` to sequence i)
+        in one pass, and return their next-token logits, ``[batch, vocab]``: a read-only
+        view of the bound buffer, valid until the next step."""
+        ids = np.ascontiguousarray(np.asarray(token_ids, dtype=np.int64).reshape(-1, 1))
+        if ids.shape[0] != self.batch:
+            raise ValueError(f"step_batch() needs one token for each of the {self.batch} sequences, got {ids.shape[0]}")
+        self._bind_logits(self.batch, 1)
+        self._run(ids)
+        view = self._logits[:self.batch].view()
+        view.flags.writeable = False
+        return view
+
+    def _run(self, ids: np.ndarray) -> None:
+        batch, n = ids.shape
+        if self.length + n > self.context:
+            raise RuntimeLoadError(f"sequence of {self.length + n} tokens exceeds the KV cache of "
+                                   f"{self.context} tokens (load with a larger context)")
+        seqlens = self._seqlens[:batch]
+        seqlens[:] = self.length + n - 1
+        self._total[...] = self.length + n
+        self.binding.bind_cpu_input(self.io.input_ids, ids)
+        self.binding.bind_cpu_input(self.io.seqlens_k, seqlens)
+        self.binding.bind_cpu_input(self.io.total_sequence_length, self._total)
+        self.binding.bind_cpu_input(self.io.logits_rows, self._rows)
+        try:
+            self.session.run_with_iobinding(self.binding)
+        except Exception as e:  # an operator's error (bad tensors in a hostile graph, say)
+            raise RuntimeLoadError(f"ONNX Runtime failed while running the model: {_one_line(e)}") from e
+        self.length += n
 
     def rewind(self, length: int) -> None:
         """Keep only the first ``length`` tokens of the sequence (later rows get overwritten)."""
@@ -157,24 +244,12 @@ class DecoderSession:
         n = ids.shape[1]
         if n == 0:
             raise ValueError("step() needs at least one token")
+        if self.batch != 1:
+            raise ValueError(f"step() steps one sequence, but {self.batch} are forked (use step_batch)")
         if not 1 <= rows <= min(n, MAX_LOGIT_ROWS):
             raise ValueError(f"rows must be in [1, {min(n, MAX_LOGIT_ROWS)}] for a step of {n} tokens, got {rows}")
-        if rows != self._rows[0]:
-            self._bind_logits(rows)
-        if self.length + n > self.context:
-            raise RuntimeLoadError(f"sequence of {self.length + n} tokens exceeds the KV cache of "
-                                   f"{self.context} tokens (load with a larger context)")
-        self._seqlens[0] = self.length + n - 1
-        self._total[...] = self.length + n
-        self.binding.bind_cpu_input(self.io.input_ids, ids)
-        self.binding.bind_cpu_input(self.io.seqlens_k, self._seqlens)
-        self.binding.bind_cpu_input(self.io.total_sequence_length, self._total)
-        self.binding.bind_cpu_input(self.io.logits_rows, self._rows)
-        try:
-            self.session.run_with_iobinding(self.binding)
-        except Exception as e:  # an operator's error (bad tensors in a hostile graph, say)
-            raise RuntimeLoadError(f"ONNX Runtime failed while running the model: {_one_line(e)}") from e
-        self.length += n
+        self._bind_logits(1, rows)
+        self._run(ids)
         out = self._logits[0] if rows == 1 else self._logits[:rows]
         if copy:
             return out.copy()

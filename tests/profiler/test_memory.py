@@ -55,7 +55,7 @@ def test_runtime_allocates_the_kv_cache_the_manifest_and_the_model_declare(tmp_p
     assert m.kv_dtype is want
     graph_types = {i.type for i in model.session.session.get_inputs() if i.name.startswith("past_key_values.")}
     assert graph_types == {"tensor(float16)" if want is KVDtype.FLOAT16 else "tensor(float)"}
-    allocated = sum(buf.numpy().nbytes for buf in model.session._cache)
+    allocated = sum(buf.nbytes for buf in model.session._caches)
     assert allocated == model.kv_cache_bytes == estimate_memory(
         m.architecture, m.quantization.mode, context=64, linear_kernel=m.quantization.linear_kernel,
         kv_dtype=m.kv_dtype).kv_cache_bytes

@@ -278,7 +278,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         record = remote_bench(AdbTransport(serial), serial, args.model, python=args.remote_python,
                               prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, runs=args.runs,
                               warmup=args.warmup, threads=args.threads, as_profile=args.as_profile,
-                              extra_args=["--lookup"] if args.lookup else [])
+                              extra_args=[*(["--lookup"] if args.lookup else []),
+                                          *(["--sequences", str(args.sequences)] if args.sequences > 1 else [])])
         if not args.no_store:
             record = store.append(record)
         print(json.dumps(record.to_dict(), indent=2) if args.json else format_bench(record))
@@ -297,7 +298,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     record = bench(args.model, prompt_tokens=args.prompt_tokens, new_tokens=args.new_tokens, runs=args.runs,
                    warmup=args.warmup, threads=args.threads, as_profile=args.as_profile, progress=progress,
-                   lookup=args.lookup)
+                   lookup=args.lookup, sequences=args.sequences)
     bar.close()
     if not args.no_store:
         record = store.append(record)
@@ -456,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=THREADS, default=None)
     p.add_argument("--lookup", action="store_true",
                    help="decode with prompt-lookup (greedy): also reports tokens per pass over the weights")
+    p.add_argument("--sequences", type=_int_in(1, 64), default=1, metavar="N",
+                   help="decode N samples in lockstep (temperature 0.8), one pass over the weights per step: "
+                        "reports their aggregate tokens/s and J per sequence")
     p.add_argument("--remote-python", default="python3", help="python on the phone (Termux: python3)")
     p.add_argument("--as-profile", default=None, metavar="ID",
                    help="the device profile this machine is, so plan can use the measurement")

@@ -92,6 +92,9 @@ class BenchSettings:
     threads: int | None
     sampling: SamplingParams
     lookup: bool = False  # prompt-lookup decoding
+    #: Samples decoded in lockstep, one pass over the weights per step for all of them;
+    #: decode tokens/s and J/token are then the aggregate over the samples.
+    sequences: int = 1
 
     @classmethod
     def parse(cls, f: Fields) -> BenchSettings:
@@ -103,7 +106,7 @@ class BenchSettings:
         threads = f.data.get("threads")
         return cls(f.integer("prompt_tokens", lo=1), f.integer("new_tokens", lo=2), f.integer("runs", lo=1),
                    f.integer("warmup", lo=0), None if threads is None else f.integer("threads", lo=1), sampling,
-                   f.flag("lookup", default=False))
+                   f.flag("lookup", default=False), f.integer("sequences", lo=1, hi=64, default=1))
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "sampling": self.sampling.to_dict()}
@@ -178,6 +181,12 @@ class BenchRecord:
     def __post_init__(self) -> None:
         if self.decode_tokens_per_s <= 0 or self.ttft_ms <= 0:
             raise RecordError("a benchmark record needs decode tokens/s and TTFT > 0")
+
+    @property
+    def joules_per_sequence(self) -> float:
+        """Energy of one sample's new tokens (with several sequences, their aggregate
+        joules per token times the tokens each generated)."""
+        return self.energy.joules_per_token * self.settings.new_tokens
 
     def with_id(self, run_id: int, after_interrupted_write: bool = False) -> BenchRecord:
         return dataclasses.replace(self, id=run_id, after_interrupted_write=after_interrupted_write)

@@ -54,7 +54,7 @@ def remote_bench(transport: Transport, serial: str, model_dir: Path, *, remote_r
         raise DeviceError(f"edgelm bench on {serial} printed no JSON result: {out.strip()[-200:]!r}") from e
     except RecordError as e:
         raise DeviceError(str(e)) from None
-    tokens = (runs + warmup) * new_tokens
+    tokens = (runs + warmup) * new_tokens * record.settings.sequences
     energy = measured_energy(meter.name, net_joules(active, idle.power_w) / tokens, [active], idle,
                              "whole benchmark process (load, prefill and decode) per generated token, "
                              "idle subtracted")

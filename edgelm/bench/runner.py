@@ -29,7 +29,7 @@ from ..errors import EdgeLMError
 from ..manifest import MANIFEST_NAME, read_manifest
 from ..profiler.devices import get_profile
 from ..profiler.energy import bench_context, estimate_energy
-from ..sampling import SamplingParams
+from ..sampling import Sampler, SamplingParams
 from .record import BenchDevice, BenchEnergy, BenchModel, BenchRecord, BenchSettings
 
 __all__ = ["bench", "measured_energy", "peak_rss_bytes", "reset_peak_rss", "DEFAULT_ESTIMATE_DEVICE", "format_bench", "timed_generation"]
@@ -89,6 +89,45 @@ def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: Sam
     return out
 
 
+def timed_parallel(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams, sequences: int,
+                   meter: Meter | None = None, idle_w: float = 0.0) -> dict[str, Any]:
+    """``sequences`` samples of exactly ``new_tokens`` each through the runtime's parallel
+    decode loop (Model._parallel_tokens: one prefill, then one batched pass per step), timed
+    as :func:`timed_generation` times one; ``sample_s`` counts every sample's draws."""
+    sample = Sampler.sample
+    spent = [0.0]
+
+    def timed_sample(self: Sampler, *a: Any, **k: Any) -> int:
+        s0 = time.perf_counter()
+        tok = sample(self, *a, **k)
+        spent[0] += time.perf_counter() - s0
+        return tok
+
+    if params.seed is None:
+        params = dataclasses.replace(params, seed=0)
+    Sampler.sample = timed_sample  # type: ignore[method-assign]  # the samplers are the loop's own
+    try:
+        model.reset()
+        ts = time.perf_counter()
+        gen = model._parallel_tokens(list(prompt), sequences, new_tokens, params, frozenset())
+        steps = [next(gen)]
+        ttft = time.perf_counter() - ts
+        spent[0] = 0.0
+        if meter is not None:
+            meter.start()
+        td = time.perf_counter()
+        steps += list(gen)
+        decode_s = time.perf_counter() - td
+    finally:
+        Sampler.sample = sample  # type: ignore[method-assign]
+    out: dict[str, Any] = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": spent[0],
+                           "tokens": [list(t) for t in zip(*steps, strict=True)], "tokens_per_pass": 1.0}
+    if meter is not None:
+        out["reading"] = meter.stop()
+        out["energy_j"] = net_joules(out["reading"], idle_w)
+    return out
+
+
 def measured_energy(meter: str, joules_per_token: float, readings: list[Reading], idle: Reading,
                     scope: str) -> BenchEnergy:
     """A record's measured energy from a meter's readings and its idle baseline (local runs
@@ -108,8 +147,11 @@ def measured_energy(meter: str, joules_per_token: float, readings: list[Reading]
 def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64, runs: int = 5, warmup: int = 1,
           threads: int | None = None, sampling: SamplingParams | None = None, meter: Meter | None | str = "auto",
           estimate_device: str = DEFAULT_ESTIMATE_DEVICE, as_profile: str | None = None,
-          progress: Callable[[int, int], None] | None = None, lookup: bool = False) -> BenchRecord:
-    """Benchmark a model folder on this machine; returns the record ``edgelm bench`` stores."""
+          progress: Callable[[int, int], None] | None = None, lookup: bool = False,
+          sequences: int = 1) -> BenchRecord:
+    """Benchmark a model folder on this machine; returns the record ``edgelm bench`` stores.
+    With ``sequences`` > 1, that many samples decode in lockstep (sampling: an unset
+    temperature is 0.8) and the decode speed and energy are their aggregate."""
     from ..runtime import load
 
     if prompt_tokens < 1 or new_tokens < 2 or runs < 1 or warmup < 0:
@@ -119,9 +161,16 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
     params = sampling or SamplingParams(temperature=0.0)
     if lookup and params.temperature != 0.0:
         raise EdgeLMError("bench --lookup decodes greedily: it takes no --temperature")
+    if isinstance(sequences, bool) or not isinstance(sequences, int) or not 1 <= sequences <= 64:
+        raise EdgeLMError(f"bench --sequences must be in [1, 64], got {sequences!r}")
+    if sequences > 1:
+        if lookup:
+            raise EdgeLMError("bench --lookup decodes one sequence: it cannot be combined with --sequences")
+        if params.temperature == 0.0:  # greedy samples would all be one
+            params = dataclasses.replace(params, temperature=0.8)
     peak_scope = "since load" if reset_peak_rss() else "process lifetime"
     t0 = time.perf_counter()
-    model = load(folder, threads=threads, context=prompt_tokens + new_tokens + 1)
+    model = load(folder, threads=threads, context=prompt_tokens + new_tokens + 1, sequences=sequences)
     load_s = time.perf_counter() - t0
     prompt = _synthetic_prompt(model, prompt_tokens)
     m = find_meter() if meter == "auto" else meter
@@ -130,6 +179,8 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
     idle_w = idle.power_w if idle is not None else 0.0
 
     def one_run() -> dict[str, Any]:
+        if sequences > 1:
+            return timed_parallel(model, prompt, new_tokens, params, sequences, meter=m, idle_w=idle_w)
         return timed_generation(model, prompt, new_tokens, params, meter=m, idle_w=idle_w, lookup=lookup)
 
     total = warmup + runs
@@ -142,18 +193,19 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
         results.append(one_run())
         if progress:
             progress(warmup + i + 1, total)
-    decode_tps = [(new_tokens - 1) / r["decode_s"] for r in results]
-    s_per_token = statistics.median(r["decode_s"] for r in results) / (new_tokens - 1)
+    decoded = sequences * (new_tokens - 1)  # tokens of a run's decode, all samples together
+    decode_tps = [decoded / r["decode_s"] for r in results]
+    s_per_token = statistics.median(r["decode_s"] for r in results) / decoded
     per_pass = statistics.median(r["tokens_per_pass"] for r in results)
     if m is not None and idle is not None:
-        j = statistics.median(r["energy_j"] for r in results) / (new_tokens - 1)
+        j = statistics.median(r["energy_j"] for r in results) / decoded
         energy = measured_energy(m.name, j, [r["reading"] for r in results], idle,
                                  "decode only, per generated token, idle subtracted (median of the counted runs)")
     else:
         dev = get_profile(estimate_device)
         est = estimate_energy(manifest.architecture, dev, manifest.weights_bytes["total"],
                               context_tokens=bench_context(prompt_tokens, new_tokens), kv_dtype=manifest.kv_dtype,
-                              seconds_per_token=s_per_token, tokens_per_pass=per_pass)
+                              seconds_per_token=s_per_token, tokens_per_pass=per_pass, sequences=sequences)
         energy = BenchEnergy(est.joules_per_token, "estimated", estimate_device=dev.id,
                              method="edgelm profile's energy model at the measured time per token")
     manifest_sha = hashlib.sha256((folder / MANIFEST_NAME).read_bytes()).hexdigest()
@@ -164,7 +216,7 @@ def bench(folder: str | Path, *, prompt_tokens: int = 128, new_tokens: int = 64,
                          manifest.quantization.mode.value, manifest.parameter_count, manifest.weights_bytes["total"],
                          manifest.kv_dtype, manifest.architecture),
         device=BenchDevice("local", as_profile, platform.machine(), platform.system(), platform.node()),
-        settings=BenchSettings(prompt_tokens, new_tokens, runs, warmup, threads, params, lookup),
+        settings=BenchSettings(prompt_tokens, new_tokens, runs, warmup, threads, params, lookup, sequences),
         ttft_ms=ttft_ms,
         prefill_tokens_per_s=prompt_tokens / (ttft_ms / 1e3),
         decode_tokens_per_s=statistics.median(decode_tps),
@@ -196,5 +248,8 @@ def format_bench(r: BenchRecord) -> str:
         f"  sampling              {r.sampling_share * 100:9.2f} % of decode time",
         *([f"  prompt lookup         {r.tokens_per_pass:9.2f} tokens per pass over the weights"]
           if r.settings.lookup else []),
+        *([f"  parallel              {r.settings.sequences:9d} sequences in lockstep: decode is their aggregate, "
+           f"{r.decode_tokens_per_s / r.settings.sequences:.1f} tokens/s each, "
+           f"{r.joules_per_sequence:.3f} J per sequence"] if r.settings.sequences > 1 else []),
         f"  energy                {e.joules_per_token * 1000:9.2f} mJ/token  [{src}]",
     ])

@@ -109,12 +109,18 @@ def macs_per_token(arch: Architecture, context_tokens: int) -> float:
 
 def estimate_energy(arch: Architecture, device: DeviceProfile, weights_bytes: float,
                     context_tokens: int = 512, kv_dtype: KVDtype | str = KVDtype.FLOAT32,
-                    seconds_per_token: float | None = None, tokens_per_pass: float = 1.0) -> EnergyEstimate:
+                    seconds_per_token: float | None = None, tokens_per_pass: float = 1.0,
+                    sequences: int = 1) -> EnergyEstimate:
     """The model above. With ``seconds_per_token`` (a measured decode speed, as ``edgelm
     bench`` has) that time replaces the modelled one in the SoC term; the DRAM and
     arithmetic terms do not depend on it. ``tokens_per_pass`` > 1 (prompt lookup: several
-    tokens per pass over the weights) divides the bytes read per token by it."""
-    nbytes = bytes_per_token(arch, weights_bytes, context_tokens, kv_dtype) / tokens_per_pass
+    tokens per pass over the weights) divides the bytes read per token by it;
+    ``sequences`` > 1 (parallel samples, one pass over the weights for all) divides the
+    weights' bytes by it, each sample still reading its own KV cache."""
+    if sequences < 1:
+        raise ValueError(f"sequences must be at least 1, got {sequences}")
+    kv = bytes_per_token(arch, weights_bytes, context_tokens, kv_dtype) - weights_bytes
+    nbytes = (weights_bytes / sequences + kv) / tokens_per_pass
     macs = macs_per_token(arch, context_tokens)
     t_mem = nbytes / device.sustained_bandwidth_bps
     cores = min(DECODE_THREADS, device.cpu_cores)

@@ -95,3 +95,39 @@ def test_bench_lookup_reports_tokens_per_pass(tiny_int4: Path, tmp_path: Path, c
     r = json.loads(capsys.readouterr().out)
     assert r["settings"]["lookup"] is True and r["tokens_per_pass"] >= 1.0
     assert main(["bench", "--history", "--store", store]) == 0
+
+
+def test_bench_sequences_reports_the_aggregate(tiny_int4: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--sequences N decodes N samples in lockstep: each sample is the lone run with its seed,
+    the record's tokens/s is their aggregate and its J per sequence the aggregate J/token
+    times the new tokens; the estimate counts the weights once per pass for all N."""
+    import edgelm
+    from edgelm.bench.runner import timed_generation, timed_parallel
+    from edgelm.profiler.devices import get_profile
+    from edgelm.profiler.energy import estimate_energy
+    from edgelm.sampling import SamplingParams
+
+    model = edgelm.load(tiny_int4, threads=1, context=64, sequences=3)
+    prompt = model.encode("abc abc")
+    params = SamplingParams(temperature=3.0, repetition_penalty=1.3, seed=7)
+    par = timed_parallel(model, prompt, 20, params, 3)
+    assert len(par["tokens"]) == 3 and all(len(t) == 20 for t in par["tokens"])
+    for i, toks in enumerate(par["tokens"]):
+        assert toks == timed_generation(model, prompt, 20, SamplingParams(temperature=3.0, repetition_penalty=1.3,
+                                                                          seed=7 + i))["tokens"]
+    store = str(tmp_path / "r.jsonl")
+    assert main(["bench", str(tiny_int4), "--runs", "1", "--new-tokens", "16", "--prompt-tokens", "8",
+                 "--threads", "1", "--sequences", "3", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "3 sequences in lockstep" in out and "J per sequence" in out
+    assert main(["bench", "--history", "--store", store, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)[0]
+    assert r["settings"]["sequences"] == 3 and r["settings"]["sampling"]["temperature"] == 0.8
+    assert main(["bench", str(tiny_int4), "--sequences", "2", "--lookup", "--no-store"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
+    a, dev = model.manifest.architecture, get_profile("pixel-8-pro")
+    one = estimate_energy(a, dev, 1e8, context_tokens=100, kv_dtype="float16", seconds_per_token=0.01)
+    four = estimate_energy(a, dev, 1e8, context_tokens=100, kv_dtype="float16", seconds_per_token=0.01, sequences=4)
+    kv = a.kv_cache_bytes(100, "float16")
+    assert one.bytes_per_token == pytest.approx(1e8 + kv) and four.bytes_per_token == pytest.approx(1e8 / 4 + kv)

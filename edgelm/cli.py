@@ -324,7 +324,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         from .profiler.devices import get_profile
 
         dev = get_profile(args.device)
-        results = sweep(dev, args.tokens_per_day, args.context, args.app_dram_share, args.battery_target)
+        results = sweep(dev, args.tokens_per_day, args.context, args.app_dram_share, args.battery_target,
+                        args.samples_per_request)
         out: dict[str, Any] = {}
         if args.sweep:
             outdir = Path(args.out)
@@ -357,7 +358,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return 0
     result = plan(args.device, model=model, params=args.params, quant=args.quant, tokens_per_day=args.tokens_per_day,
                   context=args.context, app_dram_share=args.app_dram_share,
-                  battery_target_percent=args.battery_target, store_records=records)
+                  battery_target_percent=args.battery_target, store_records=records,
+                  samples_per_request=args.samples_per_request)
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_plan(result))
     return 0
 
@@ -482,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-dram-share", type=_finite, default=0.10)
     p.add_argument("--battery-target", type=_finite, default=10.0, metavar="PERCENT",
                    help="battery a day the app may use (default 10%%)")
+    p.add_argument("--samples-per-request", type=_int_in(1, 64), default=1, metavar="N",
+                   help="samples drawn for each reply (best-of-n, self-consistency), decoded in parallel and "
+                        "priced so; --tokens-per-day counts the replies")
     p.add_argument("--sweep", action="store_true", help="vary size and quantization; write figures")
     p.add_argument("--largest", action="store_true", help="the largest model that meets DRAM and battery targets")
     p.add_argument("--out", default="plan-figures", help="folder for --sweep figures")

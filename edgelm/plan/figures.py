@@ -16,9 +16,10 @@ _COLORS = {Quant.FP32: "#d62728", Quant.INT8: "#1f77b4", Quant.INT4: "#2ca02c"}
 
 
 def sweep(device: DeviceProfile, tokens_per_day: float, context: int, app_dram_share: float,
-          battery_target_percent: float) -> dict[Quant, list[PlanResult]]:
+          battery_target_percent: float, samples_per_request: int = 1) -> dict[Quant, list[PlanResult]]:
     return {q: [plan(device, params=f"{p / 1e6:g}M", quant=q.value, tokens_per_day=tokens_per_day, context=context,
-                     app_dram_share=app_dram_share, battery_target_percent=battery_target_percent)
+                     app_dram_share=app_dram_share, battery_target_percent=battery_target_percent,
+                     samples_per_request=samples_per_request)
                 for p in SWEEP_PARAMS] for q in QUANTS}
 
 

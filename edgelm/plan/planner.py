@@ -65,11 +65,19 @@ class PlanResult:
     joules_source: str  # "estimated" or "measured:<meter> (run N)"
     decode_tokens_per_s: float
     battery_target_percent: float
+    #: Samples drawn for each request (best-of-n, self-consistency), decoded in parallel:
+    #: the device generates this many times tokens_per_day, at the parallel J/token and
+    #: aggregate tokens/s.
+    samples_per_request: int = 1
+
+    @property
+    def generated_tokens_per_day(self) -> float:
+        return self.tokens_per_day * self.samples_per_request
 
     @property
     def battery_percent_per_day(self) -> float | None:
         bj = self.report.device.battery_j
-        return None if bj is None else 100 * self.tokens_per_day * self.joules_per_token / bj
+        return None if bj is None else 100 * self.generated_tokens_per_day * self.joules_per_token / bj
 
     @property
     def hours_continuous(self) -> float | None:
@@ -102,6 +110,8 @@ class PlanResult:
                 "quant": self.report.model.quant.value, "parameters": self.report.model.arch.parameter_count(),
                 "tokens_per_day": self.tokens_per_day, "joules_per_token": self.joules_per_token,
                 "joules_source": self.joules_source, "decode_tokens_per_s": self.decode_tokens_per_s,
+                "samples_per_request": self.samples_per_request,
+                "generated_tokens_per_day": self.generated_tokens_per_day,
                 "battery_percent_per_day": self.battery_percent_per_day, "hours_continuous": self.hours_continuous,
                 "hours_at_10_tokens_per_s": self.hours_at_rate(10.0),
                 "dram_peak_bytes": self.report.memory.peak_bytes, "dram_budget_bytes": self.report.dram_budget_bytes,
@@ -109,7 +119,8 @@ class PlanResult:
                 "limiting_factor": self.limiting_factor}
 
 
-def _measured(model: str, device: DeviceProfile, store_records: list[BenchRecord]) -> BenchRecord | None:
+def _measured(model: str, device: DeviceProfile, store_records: list[BenchRecord],
+              sequences: int = 1) -> BenchRecord | None:
     path = Path(model) / MANIFEST_NAME
     if not path.exists():
         return None
@@ -117,14 +128,21 @@ def _measured(model: str, device: DeviceProfile, store_records: list[BenchRecord
 
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     hits = [r for r in store_records if r.model.manifest_sha256 == sha and r.device.profile == device.id
-            and r.energy.measured]
+            and r.energy.measured and r.settings.sequences == sequences]
     return hits[-1] if hits else None
 
 
 def plan(device: str | DeviceProfile, *, model: str | None = None, params: str | None = None,
          quant: str | None = None, tokens_per_day: float, context: int = 2048,
          app_dram_share: float = DEFAULT_APP_DRAM_SHARE, battery_target_percent: float = 10.0,
-         store_records: list[BenchRecord] | None = None) -> PlanResult:
+         store_records: list[BenchRecord] | None = None, samples_per_request: int = 1) -> PlanResult:
+    """``tokens_per_day`` of replies; with ``samples_per_request`` N > 1 each reply is
+    chosen from N samples decoded in parallel, priced at the parallel cost (a bench run of
+    this model on this device with ``--sequences N`` where the store has one, else the
+    energy model's N-sequence estimate) and with N KV caches in DRAM."""
+    if isinstance(samples_per_request, bool) or not isinstance(samples_per_request, int) \
+            or not 1 <= samples_per_request <= 64:
+        raise PlanError(f"samples per request must be an integer in [1, 64], got {samples_per_request!r}")
     if not math.isfinite(tokens_per_day) or tokens_per_day < 0:
         raise PlanError(f"tokens per day must be a number >= 0, got {tokens_per_day}")
     if tokens_per_day > 1e9:
@@ -139,22 +157,34 @@ def plan(device: str | DeviceProfile, *, model: str | None = None, params: str |
     else:
         assert params is not None
         spec = spec_for_params(parse_params(params), quant or "int4")
-    report = profile_model(spec, dev, context=min(context, spec.arch.max_context), app_dram_share=app_dram_share)
+    n = samples_per_request
+    report = profile_model(spec, dev, context=min(context, spec.arch.max_context), app_dram_share=app_dram_share,
+                           sequences=n)
     j, src, tps = report.energy.joules_per_token, "estimated", report.energy.decode_tokens_per_s
     if model is not None and store_records:
-        hit = _measured(model, dev, store_records)
+        hit = _measured(model, dev, store_records, n)
         if hit is not None:
             j, tps = hit.energy.joules_per_token, hit.decode_tokens_per_s
             src = f"{hit.energy.source} (run {hit.id})"
-    return PlanResult(report, float(tokens_per_day), j, src, tps, battery_target_percent)
+    if n > 1:
+        src += f", {n} samples in parallel"
+    return PlanResult(report, float(tokens_per_day), j, src, tps, battery_target_percent, n)
 
 
 def format_plan(p: PlanResult) -> str:
     r = p.report
     lines = [f"plan: {r.model.name} ({r.model.quant.value}, {r.model.arch.parameter_count() / 1e6:.0f}M) on "
-             f"{r.device.name}, {p.tokens_per_day:,.0f} tokens/day",
-             f"  energy              {p.joules_per_token * 1000:8.2f} mJ/token  [{p.joules_source}]",
-             f"  decode              {p.decode_tokens_per_s:8.1f} tokens/s"]
+             f"{r.device.name}, {p.tokens_per_day:,.0f} tokens/day"]
+    if p.samples_per_request > 1:
+        n = p.samples_per_request
+        lines += [f"  samples             {n:8d} a request, decoded in parallel (one pass over the weights a step "
+                  f"for all {n}; {p.generated_tokens_per_day:,.0f} tokens generated a day)",
+                  f"  energy              {p.joules_per_token * 1000:8.2f} mJ/token  [{p.joules_source}]",
+                  f"  decode              {p.decode_tokens_per_s:8.1f} tokens/s for the {n} together, "
+                  f"{p.decode_tokens_per_s / n:.1f} each"]
+    else:
+        lines += [f"  energy              {p.joules_per_token * 1000:8.2f} mJ/token  [{p.joules_source}]",
+                  f"  decode              {p.decode_tokens_per_s:8.1f} tokens/s"]
     if p.battery_percent_per_day is not None:
         lines += [f"  battery per day     {p.battery_percent_per_day:8.2f} %  (target <= {p.battery_target_percent:g} %)",
                   f"  continuous use      {p.hours_continuous:8.1f} hours on a full battery"]

@@ -116,16 +116,17 @@ def workspace_bytes(arch: Architecture, prompt_tokens: int) -> float:
 def estimate_memory(arch: Architecture, quant: Quant, *, context: int, weights_bytes: float | None = None,
                     tokenizer_json_bytes: float = 2.0e6, prompt_tokens: int = 128,
                     runtime_bytes: float = RUNTIME_BYTES, linear_kernel: str | None = None,
-                    kv_dtype: KVDtype | str | None = None) -> MemoryEstimate:
+                    kv_dtype: KVDtype | str | None = None, sequences: int = 1) -> MemoryEstimate:
     """``linear_kernel`` and ``kv_dtype`` as the manifest records them; None (a preset, or
-    fp32) means the export default."""
+    fp32) means the export default. ``sequences`` KV caches of ``context`` tokens each (the
+    runtime loaded for parallel samples)."""
     quant = Quant(quant)
     residency = RESIDENCY_MATMULNBITS if linear_kernel == "matmulnbits" else RESIDENCY
     wb = weights_bytes if weights_bytes is not None else weights_bytes_for(arch, quant, linear_kernel=linear_kernel)
     return MemoryEstimate(
         weights_file_bytes=wb,
         weights_resident_bytes=wb * residency[quant],
-        kv_cache_bytes=float(arch.kv_cache_bytes(context, kv_dtype or kv_dtype_for(quant, linear_kernel))),
+        kv_cache_bytes=float(arch.kv_cache_bytes(context, kv_dtype or kv_dtype_for(quant, linear_kernel), sequences)),
         workspace_bytes=workspace_bytes(arch, min(prompt_tokens, context)),
         runtime_bytes=runtime_bytes,
         tokenizer_bytes=TOKENIZER_BASE_BYTES + TOKENIZER_PER_JSON_BYTE * tokenizer_json_bytes,

@@ -92,7 +92,10 @@ def resolve_model(model: str, quant: str | None = None) -> ModelSpec:
 
 def profile_model(model: str | ModelSpec, device: str | DeviceProfile, *, context: int = 2048,
                   quant: str | None = None, app_dram_share: float = DEFAULT_APP_DRAM_SHARE,
-                  prompt_tokens: int = 128) -> ProfileReport:
+                  prompt_tokens: int = 128, sequences: int = 1) -> ProfileReport:
+    """DRAM and energy of ``model`` on ``device``; with ``sequences`` > 1, of that many
+    samples decoded in parallel (a KV cache each, one pass over the weights per step for
+    all: the energy is per token of their aggregate)."""
     spec = model if isinstance(model, ModelSpec) else resolve_model(model, quant)
     dev = device if isinstance(device, DeviceProfile) else get_profile(device)
     if context < 1:
@@ -104,9 +107,9 @@ def profile_model(model: str | ModelSpec, device: str | DeviceProfile, *, contex
     kv_dtype = spec.kv_dtype or kv_dtype_for(spec.quant, spec.linear_kernel)
     mem = estimate_memory(spec.arch, spec.quant, context=context, weights_bytes=spec.weights_bytes,
                           tokenizer_json_bytes=spec.tokenizer_json_bytes, prompt_tokens=prompt_tokens,
-                          linear_kernel=spec.linear_kernel, kv_dtype=kv_dtype)
+                          linear_kernel=spec.linear_kernel, kv_dtype=kv_dtype, sequences=sequences)
     energy = estimate_energy(spec.arch, dev, mem.weights_file_bytes, context_tokens=min(context, 512),
-                             kv_dtype=kv_dtype)
+                             kv_dtype=kv_dtype, sequences=sequences)
     return ProfileReport(spec, dev, mem, energy, app_dram_share)
 
 

@@ -30,6 +30,34 @@ def test_battery_arithmetic() -> None:
     assert p.limiting_factor == "none"
 
 
+def test_samples_per_request_are_priced_in_parallel(capsys: pytest.CaptureFixture[str]) -> None:
+    """N samples a reply: N times the tokens, each at the N-sequence J/token (weights read
+    once a step for all N, so cheaper than a lone token, never cheaper than weights shared
+    by all N for free), N KV caches in DRAM; one sample is today's plan exactly."""
+    one = plan("pixel-8-pro", params="350M", quant="int4", tokens_per_day=10000)
+    same = plan("pixel-8-pro", params="350M", quant="int4", tokens_per_day=10000, samples_per_request=1)
+    assert same.to_dict() == one.to_dict()
+    four = plan("pixel-8-pro", params="350M", quant="int4", tokens_per_day=10000, samples_per_request=4)
+    assert four.generated_tokens_per_day == 40000 and four.joules_source == "estimated, 4 samples in parallel"
+    assert one.joules_per_token / 4 < four.joules_per_token < one.joules_per_token
+    assert four.decode_tokens_per_s > one.decode_tokens_per_s
+    bj = four.report.device.battery_j
+    assert bj is not None and four.battery_percent_per_day == pytest.approx(100 * 40000 * four.joules_per_token / bj)
+    a, m1, m4 = one.report.model.arch, one.report.memory, four.report.memory
+    assert m4.kv_cache_bytes == pytest.approx(4 * m1.kv_cache_bytes)
+    assert m4.peak_bytes - m1.peak_bytes == pytest.approx(3 * m1.kv_cache_bytes, rel=1e-6) and a.num_layers > 0
+    with pytest.raises(PlanError, match="samples per request"):
+        plan("pixel-8-pro", params="350M", tokens_per_day=1, samples_per_request=0)
+    assert main(["plan", "--device", "pixel-8-pro", "--params", "350M", "--tokens-per-day", "10000",
+                 "--samples-per-request", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "4 a request, decoded in parallel" in out and "40,000 tokens generated a day" in out
+    with pytest.raises(SystemExit) as stop:
+        main(["plan", "--device", "pixel-8-pro", "--params", "350M", "--tokens-per-day", "1",
+              "--samples-per-request", "65"])
+    assert stop.value.code == 2 and "not in [1, 64]" in capsys.readouterr().err
+
+
 def test_7b_does_not_fit_a_phone_budget() -> None:
     p = plan("pixel-8-pro", params="7B", quant="int4", tokens_per_day=1000)
     assert not p.report.fits and p.limiting_factor == "DRAM"

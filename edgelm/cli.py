@@ -97,10 +97,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     text = _text(args.prompt, "prompt")
     stop = [_text(s, "stop string") for s in args.stop or ()]
     sampling = _sampling_from(args)
-    model = load(args.model, threads=args.threads, context=args.context)
+    model = load(args.model, threads=args.threads, context=args.context, sequences=args.samples)
     prompt: Any = text if args.raw else [{"role": "user", "content": text}]
     if args.raw or model.chat_template is None:
         prompt = text
+    if args.samples > 1:
+        texts = model.generate(prompt, max_new_tokens=args.max_new_tokens, sampling=sampling, stop=stop,
+                               lookup=args.lookup, n=args.samples)
+        for i, sample in enumerate(texts):
+            sys.stdout.write(f"--- sample {i + 1} of {len(texts)} ---\n{sample}\n")
+        return 0
     for piece in model.generate(prompt, max_new_tokens=args.max_new_tokens, sampling=sampling,
                                 stop=stop, stream=True, lookup=args.lookup):
         sys.stdout.write(piece)
@@ -423,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--prompt", required=True)
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
     p.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable)")
+    p.add_argument("-n", "--samples", type=_int_in(1, 64), default=1, metavar="N",
+                   help="N samples of the reply (needs --temperature > 0), decoded in parallel: one pass over "
+                        "the weights a step for all N; sample i is the lone reply with seed + i")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("verify", help="check a model folder against its manifest: files, sizes, sha256, graph")

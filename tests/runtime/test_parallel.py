@@ -88,3 +88,19 @@ def test_parallel_requests_are_checked(tiny: Path) -> None:
     assert model.generate("hi", max_new_tokens=0, sampling=sampled, n=2) == ["", ""]
     a = model.manifest.architecture
     assert model.kv_cache_bytes == 2 * a.kv_cache_bytes(64, model.manifest.io.kv_dtype)
+
+
+def test_generate_cli_prints_each_sample(tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgelm.cli import main
+
+    args = ["generate", str(tiny), "-p", "the edge", "--raw", "--temperature", "3", "--repetition-penalty", "1.3",
+            "--seed", "9", "--max-new-tokens", "12", "--context", "64"]
+    assert main([*args, "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    lone = edgelm.load(tiny, threads=1, context=64)
+    for i in range(2):
+        want = lone.generate("the edge", max_new_tokens=12, sampling=edgelm.SamplingParams(
+            temperature=3.0, repetition_penalty=1.3, seed=9 + i))
+        assert f"--- sample {i + 1} of 2 ---\n{want}\n" in out
+    assert main([*args[:5], "-n", "2"]) == 2  # greedy
+    assert "needs sampling" in capsys.readouterr().err

@@ -17,6 +17,13 @@ mean KL against the PyTorch fp32 model on the export verification's teacher-forc
 prompts (20 prompts x up to 64 tokens). Roofline: bytes read per token over the
 measured 2-thread read bandwidth.
 
+Then prompt lookup on the quoting workload (benchmarks/lookup.py's "extract": a passage
+and "copy it sentence by sentence"), rounds interleaved again: edgelm int4 plain and with
+its prompt-lookup decoding, llama.cpp Q4_0 plain and with llama-cpp-python's prompt-lookup
+draft model (LlamaPromptLookupDecoding, 10 drafted tokens, through Llama.generate). Each
+with its same-run ratio to its own plain decode and whether its tokens are its plain
+decode's.
+
 Run: python benchmarks/compare_peers.py [--runs 5] [--threads 2] [--skip-quality] [--json F] [--plot F.png]
 """
 
@@ -40,6 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import chat_prompt  # noqa: E402
+from lookup import WORKLOADS  # noqa: E402
 from peers.setup import ensure, peers  # noqa: E402
 
 from edgelm._io import atomic_write_text, cache_dir  # noqa: E402
@@ -264,6 +272,7 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-lookup", action="store_true", help="skip the prompt-lookup rows")
     ap.add_argument("--work", type=Path, default=None, help="where built models are kept (default: the edgelm cache)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--plot", type=Path, default=None,
@@ -292,9 +301,13 @@ def main() -> None:
 
     import edgelm
 
-    prompt = chat_prompt(edgelm.load(e4, context=64), args.prompt_tokens)
-    context = args.prompt_tokens + args.new_tokens + 8
-    for s in systems:
+    tok_model = edgelm.load(e4, context=64)
+    prompt = chat_prompt(tok_model, args.prompt_tokens)
+    quoting = tok_model.encode([{"role": "user", "content": WORKLOADS["extract (quotes the passage)"]}])
+    context = max(args.prompt_tokens, len(quoting)) + args.new_tokens + 8
+    lookup_llama = System("llama.cpp", "Q4_0", "llamacpp-lookup", py["llamacpp"], llama["Q4_0"],
+                          folder_bytes(llama["Q4_0"]))
+    for s in systems + ([] if args.skip_lookup else [lookup_llama]):
         s.start(args.threads, context)
     try:
         print(f"[run] warm-up, then {args.runs} interleaved rounds of {len(systems)} systems", file=sys.stderr, flush=True)
@@ -307,6 +320,7 @@ def main() -> None:
             print(f"[run] round {r + 1}/{args.runs} done", file=sys.stderr, flush=True)
         for s in systems:
             s.peak_rss = int(s.ask(cmd="rss")["peak_rss_bytes"])
+        lookup_runs = None if args.skip_lookup else lookup_rounds(systems[0], systems[3], lookup_llama, quoting, args)
         if not args.skip_quality:
             prefill = 8
             from edgelm.export.verify import compare_logits, verify_sequences
@@ -325,11 +339,13 @@ def main() -> None:
                     s.quality = (agree, kl)
                     out.unlink()
     finally:
-        for s in systems:
+        for s in systems + [lookup_llama]:
             s.stop()
 
     bw = read_bandwidth(args.threads)
     report(systems, bw, args, prompt_len=len(prompt))
+    if lookup_runs is not None:
+        report_lookup(lookup_runs, args, len(quoting))
     rows = [{"system": s.label, "format": s.fmt, "disk_bytes": s.disk_bytes, "peak_rss_bytes": s.peak_rss,
              "ttft_s": [r["ttft_s"] for r in s.runs], "decode_tps": [tps(r, args.new_tokens) for r in s.runs],
              "top1_agreement": None if s.quality is None else s.quality[0],
@@ -381,6 +397,45 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(tmp, dpi=120)
     os.replace(tmp, path)  # never a half-written figure
     plt.close(fig)
+
+
+def lookup_rounds(edgelm_sys: System, llama_sys: System, llama_lookup: System, prompt: list[int],
+                  args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """The quoting workload, rounds interleaved: each runtime plain and with prompt lookup."""
+    cases = {"edgelm int4": (edgelm_sys, False), "edgelm int4 + prompt lookup": (edgelm_sys, True),
+             "llama.cpp Q4_0": (llama_sys, False), "llama.cpp Q4_0 + prompt lookup": (llama_lookup, True)}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+    print(f"[lookup] warm-up, then {args.runs} interleaved rounds on the quoting workload", file=sys.stderr, flush=True)
+    for system, look in cases.values():
+        system.ask(cmd="run", prompt=prompt, new_tokens=16, lookup=look)
+    names = list(cases)
+    for r in range(args.runs):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            system, look = cases[name]
+            runs[name].append(system.ask(cmd="run", prompt=prompt, new_tokens=args.new_tokens, lookup=look))
+    return runs
+
+
+def report_lookup(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace, prompt_len: int) -> None:
+    n = args.new_tokens
+    print(f"\nPrompt lookup, quoting workload ({prompt_len}-token prompt that the reply copies), {n} new tokens, "
+          f"greedy, {args.threads} threads, {args.runs} interleaved rounds\n")
+    print("| system | decode tok/s median (min-max) | vs its plain decode (per-round range) | tokens per pass | "
+          "same tokens as its plain decode |")
+    print("|" + "---|" * 5)
+    for name, rs in runs.items():
+        base = name.replace(" + prompt lookup", "")
+        v = [tps(r, n) for r in rs]
+        plain = [tps(r, n) for r in runs[base]]
+        ratios = [a / b for a, b in zip(v, plain, strict=True)]
+        per_pass = statistics.median(r["tokens_per_pass"] for r in rs) if "tokens_per_pass" in rs[0] else None
+        same = all(r["tokens"] == runs[base][0]["tokens"] for r in rs)
+        print(f"| {name} | {statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f}) | "
+              f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
+              f"{'n/a' if per_pass is None else f'{per_pass:.2f}'} | {'yes' if same else 'no'} |")
+    ours = statistics.median(tps(r, n) for r in runs["edgelm int4 + prompt lookup"])
+    theirs = statistics.median(tps(r, n) for r in runs["llama.cpp Q4_0 + prompt lookup"])
+    print(f"\nedgelm with prompt lookup against llama.cpp Q4_0 with prompt lookup: decode {ours / theirs:.2f}x")
 
 
 def tps(run: dict[str, float], new_tokens: int) -> float:

@@ -3,9 +3,11 @@
 Runs under the peer's own venv, so it imports nothing from edgelm unless the backend is
 edgelm. Protocol: one JSON object a line each way.
 
-  {"cmd": "run", "prompt": [ids], "new_tokens": N}
+  {"cmd": "run", "prompt": [ids], "new_tokens": N, "lookup": false}
       -> {"ttft_s": ..., "decode_s": ..., "tokens": [...]}   (greedy, exactly N tokens,
-         end-of-sequence ignored, so every system does the same work)
+         end-of-sequence ignored, so every system does the same work; "lookup": edgelm's
+         prompt-lookup decoding; the llamacpp-lookup backend always decodes with
+         llama-cpp-python's prompt-lookup draft model)
   {"cmd": "logits", "sequences": [[ids], ...], "prefill": P, "out": "file.npy"}
       -> {"rows": R}  teacher-forced next-token logits: the first P tokens as one
          prefill, then one token a step (the decode path), rows for positions P-1..end-1
@@ -41,7 +43,7 @@ def peak_rss_bytes() -> int:
 
 
 class Backend:
-    def generate(self, prompt: list[int], new_tokens: int) -> dict[str, Any]:
+    def generate(self, prompt: list[int], new_tokens: int, lookup: bool = False) -> dict[str, Any]:
         raise NotImplementedError
 
     def teacher_forced(self, ids: list[int], prefill: int) -> np.ndarray:
@@ -59,9 +61,11 @@ class EdgeLM(Backend):
         self.greedy = SamplingParams(temperature=0.0)
         self._timed, self._forced = timed_generation, teacher_forced
 
-    def generate(self, prompt: list[int], new_tokens: int) -> dict[str, Any]:
-        r = self._timed(self.model, prompt, new_tokens, self.greedy)  # the loop `edgelm bench` times
-        return {"ttft_s": r["ttft_s"], "decode_s": r["decode_s"], "tokens": r["tokens"]}
+    def generate(self, prompt: list[int], new_tokens: int, lookup: bool = False) -> dict[str, Any]:
+        # The loop `edgelm bench` times; with lookup, prompt-lookup decoding.
+        r = self._timed(self.model, prompt, new_tokens, self.greedy, lookup=lookup)
+        return {"ttft_s": r["ttft_s"], "decode_s": r["decode_s"], "tokens": r["tokens"],
+                "tokens_per_pass": r["tokens_per_pass"]}
 
     def teacher_forced(self, ids: list[int], prefill: int) -> np.ndarray:
         return self._forced(self.model.session, ids, prefill)  # the export verification's loop
@@ -84,7 +88,9 @@ class GenAI(Backend):
         params.set_search_options(do_sample=False, max_length=length, min_length=length, batch_size=1)
         return self.og.Generator(self.model, params)
 
-    def generate(self, prompt: list[int], new_tokens: int) -> dict[str, Any]:
+    def generate(self, prompt: list[int], new_tokens: int, lookup: bool = False) -> dict[str, Any]:
+        if lookup:
+            raise ValueError("ONNX Runtime GenAI has no prompt-lookup decoding")
         g = self._generator(len(prompt) + new_tokens)
         tokens = []
         t0 = time.perf_counter()
@@ -109,12 +115,12 @@ class GenAI(Backend):
 
 
 class LlamaCpp(Backend):
-    def __init__(self, path: str, threads: int, context: int) -> None:
+    def __init__(self, path: str, threads: int, context: int, draft: Any = None) -> None:
         import llama_cpp
         from llama_cpp import Llama
 
         self.llm = Llama(model_path=path, n_ctx=context, n_batch=512, n_threads=threads, n_threads_batch=threads,
-                         logits_all=False, verbose=False)
+                         logits_all=draft is not None, verbose=False, draft_model=draft)
         self._get = llama_cpp.llama_get_logits_ith
         self._vocab = self.llm.n_vocab()
 
@@ -124,7 +130,9 @@ class LlamaCpp(Backend):
         ptr = self._get(self.llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self._vocab,))
 
-    def generate(self, prompt: list[int], new_tokens: int) -> dict[str, Any]:
+    def generate(self, prompt: list[int], new_tokens: int, lookup: bool = False) -> dict[str, Any]:
+        if lookup:
+            raise ValueError("this worker was started without a draft model (use the llamacpp-lookup backend)")
         llm = self.llm
         llm.reset()
         tokens = []
@@ -149,7 +157,32 @@ class LlamaCpp(Backend):
         return np.stack(rows).astype(np.float32)
 
 
-BACKENDS = {"edgelm": EdgeLM, "genai": GenAI, "llamacpp": LlamaCpp}
+class LlamaCppLookup(LlamaCpp):
+    """llama.cpp with llama-cpp-python's prompt-lookup draft model (LlamaPromptLookupDecoding:
+    n-gram matches in the text so far, verified in one batch), through Llama.generate, the
+    loop that uses a draft model; greedy (temp 0)."""
+
+    def __init__(self, path: str, threads: int, context: int) -> None:
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        super().__init__(path, threads, context, draft=LlamaPromptLookupDecoding(num_pred_tokens=10))
+
+    def generate(self, prompt: list[int], new_tokens: int, lookup: bool = True) -> dict[str, Any]:
+        tokens = []
+        t0 = time.perf_counter()
+        gen = self.llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True)
+        tokens.append(int(next(gen)))
+        t1 = time.perf_counter()
+        for tok in gen:
+            tokens.append(int(tok))
+            if len(tokens) == new_tokens:
+                break
+        t2 = time.perf_counter()
+        gen.close()
+        return {"ttft_s": t1 - t0, "decode_s": t2 - t1, "tokens": tokens}
+
+
+BACKENDS = {"edgelm": EdgeLM, "genai": GenAI, "llamacpp": LlamaCpp, "llamacpp-lookup": LlamaCppLookup}
 
 
 def main() -> None:
@@ -168,7 +201,7 @@ def main() -> None:
         if cmd == "quit":
             break
         if cmd == "run":
-            reply = backend.generate(req["prompt"], req["new_tokens"])
+            reply = backend.generate(req["prompt"], req["new_tokens"], bool(req.get("lookup", False)))
         elif cmd == "logits":
             rows = [backend.teacher_forced(ids, req["prefill"]) for ids in req["sequences"]]
             out = np.concatenate(rows)

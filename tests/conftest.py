@@ -50,6 +50,19 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: build_tiny_hf_folder(root / name, arch) for name, arch in TINY_VARIANTS.items()}
 
 
+@pytest.fixture(scope="session", params=["int4", "fp32"])
+def tiny_folder(request: pytest.FixtureRequest, tiny_models: dict[str, Path],
+                tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tied tiny Llama exported unverified, int4 (edgelm's Attention and
+    BlockQuantMatMul) and fp32 (GroupQueryAttention and MatMul): each test runs on both."""
+    pytest.importorskip("torch")
+    from edgelm.export import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("tiny-folder") / request.param
+    export(str(tiny_models["llama-tied"]), out, ExportConfig(quant=request.param, verify=False, progress=False))
+    return out
+
+
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     from edgelm.export.sources import smollm2_gguf_path

@@ -47,53 +47,12 @@ def _synthetic_prompt(model: Any, n: int) -> list[int]:
     return ids[:n]
 
 
-def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams,
-                     meter: Meter | None = None, idle_w: float = 0.0, lookup: bool = False) -> dict[str, Any]:
-    """One generation of exactly ``new_tokens`` (end-of-sequence does not stop it) through
-    the runtime's own decode loop (Model._tokens; with ``lookup``, prompt-lookup decoding):
-    seconds to first token, seconds of decode, seconds of it spent sampling, the tokens,
-    decoded tokens per pass over the weights, and (with a meter) net joules. An unseeded
-    ``params`` draws with seed 0, so runs repeat."""
-    sampler = model.sampler
-    sample = sampler.sample
-    spent = [0.0]
-
-    def timed_sample(*a: Any, **k: Any) -> int:
-        s0 = time.perf_counter()
-        tok = sample(*a, **k)
-        spent[0] += time.perf_counter() - s0
-        return tok
-
-    if params.seed is None:
-        params = dataclasses.replace(params, seed=0)
-    sampler.sample = timed_sample
-    try:
-        model.reset()
-        ts = time.perf_counter()
-        gen = model._tokens(list(prompt), new_tokens, params, frozenset(), lookup)
-        tokens = [next(gen)]
-        ttft = time.perf_counter() - ts
-        spent[0] = 0.0  # the prompt's draw counts in the time to first token
-        if meter is not None:
-            meter.start()
-        td = time.perf_counter()
-        tokens += list(gen)
-        decode_s = time.perf_counter() - td
-    finally:
-        del sampler.sample
-    out: dict[str, Any] = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": spent[0], "tokens": tokens,
-                           "tokens_per_pass": (len(tokens) - 1) / max(1, model.lookup_stats.weight_passes)}
-    if meter is not None:
-        out["reading"] = meter.stop()
-        out["energy_j"] = net_joules(out["reading"], idle_w)
-    return out
-
-
-def timed_parallel(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams, sequences: int,
-                   meter: Meter | None = None, idle_w: float = 0.0) -> dict[str, Any]:
-    """``sequences`` samples of exactly ``new_tokens`` each through the runtime's parallel
-    decode loop (Model._parallel_tokens: one prefill, then one batched pass per step), timed
-    as :func:`timed_generation` times one; ``sample_s`` counts every sample's draws."""
+def _timed_loop(model: Any, loop: Callable[[], Any], meter: Meter | None, idle_w: float
+                ) -> tuple[list[Any], dict[str, Any]]:
+    """Run one of the runtime's decode loops (``loop()`` makes the generator) from an empty
+    cache: its items, the seconds to the first (the time to first token) and of the rest,
+    the seconds every sampler spent drawing after the first, and with a meter its reading
+    and net joules over the rest."""
     sample = Sampler.sample
     spent = [0.0]
 
@@ -103,28 +62,53 @@ def timed_parallel(model: Any, prompt: list[int], new_tokens: int, params: Sampl
         spent[0] += time.perf_counter() - s0
         return tok
 
-    if params.seed is None:
-        params = dataclasses.replace(params, seed=0)
     Sampler.sample = timed_sample  # type: ignore[method-assign]  # the samplers are the loop's own
     try:
         model.reset()
         ts = time.perf_counter()
-        gen = model._parallel_tokens(list(prompt), sequences, new_tokens, params, frozenset())
-        steps = [next(gen)]
+        gen = loop()
+        items = [next(gen)]
         ttft = time.perf_counter() - ts
-        spent[0] = 0.0
+        spent[0] = 0.0  # the prompt's draw counts in the time to first token
         if meter is not None:
             meter.start()
         td = time.perf_counter()
-        steps += list(gen)
+        items += list(gen)
         decode_s = time.perf_counter() - td
     finally:
         Sampler.sample = sample  # type: ignore[method-assign]
-    out: dict[str, Any] = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": spent[0],
-                           "tokens": [list(t) for t in zip(*steps, strict=True)], "tokens_per_pass": 1.0}
+    out: dict[str, Any] = {"ttft_s": ttft, "decode_s": decode_s, "sample_s": spent[0]}
     if meter is not None:
         out["reading"] = meter.stop()
         out["energy_j"] = net_joules(out["reading"], idle_w)
+    return items, out
+
+
+def timed_generation(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams,
+                     meter: Meter | None = None, idle_w: float = 0.0, lookup: bool = False) -> dict[str, Any]:
+    """One generation of exactly ``new_tokens`` (end-of-sequence does not stop it) through
+    the runtime's own decode loop (Model._tokens; with ``lookup``, prompt-lookup decoding):
+    seconds to first token, seconds of decode, seconds of it spent sampling, the tokens,
+    decoded tokens per pass over the weights, and (with a meter) net joules. An unseeded
+    ``params`` draws with seed 0, so runs repeat."""
+    if params.seed is None:
+        params = dataclasses.replace(params, seed=0)
+    tokens, out = _timed_loop(model, lambda: model._tokens(list(prompt), new_tokens, params, frozenset(), lookup),
+                              meter, idle_w)
+    out.update(tokens=tokens, tokens_per_pass=(len(tokens) - 1) / max(1, model.lookup_stats.weight_passes))
+    return out
+
+
+def timed_parallel(model: Any, prompt: list[int], new_tokens: int, params: SamplingParams, sequences: int,
+                   meter: Meter | None = None, idle_w: float = 0.0) -> dict[str, Any]:
+    """``sequences`` samples of exactly ``new_tokens`` each through the runtime's parallel
+    decode loop (Model._parallel_tokens: one prefill, then one batched pass per step), timed
+    as :func:`timed_generation` times one; ``sample_s`` counts every sample's draws."""
+    if params.seed is None:
+        params = dataclasses.replace(params, seed=0)
+    steps, out = _timed_loop(model, lambda: model._parallel_tokens(list(prompt), sequences, new_tokens, params,
+                                                                    frozenset()), meter, idle_w)
+    out.update(tokens=[list(t) for t in zip(*steps, strict=True)], tokens_per_pass=1.0)
     return out
 
 

@@ -12,19 +12,13 @@ import pytest
 pytest.importorskip("torch")
 
 import edgelm  # noqa: E402
-from edgelm.export import ExportConfig, export  # noqa: E402
 from edgelm.runtime.lookup import MAX_DRAFT, DraftLength, NgramIndex  # noqa: E402
 from tests.test_sampling import _chi2_critical  # noqa: E402
 
-QUIET = {"verify": False, "progress": False}
 
-
-@pytest.fixture(scope="module", params=["int4", "fp32"])
-def tiny(request: pytest.FixtureRequest, tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-         ) -> Path:
-    out = tmp_path_factory.mktemp("lookup") / request.param
-    export(str(tiny_models["llama-tied"]), out, ExportConfig(quant=request.param, **QUIET))
-    return out
+@pytest.fixture
+def tiny(tiny_folder: Path) -> Path:
+    return tiny_folder
 
 
 def test_ngram_index_drafts_what_followed() -> None:

@@ -11,18 +11,11 @@ pytest.importorskip("torch")
 
 import edgelm  # noqa: E402
 from edgelm.errors import RuntimeLoadError  # noqa: E402
-from edgelm.export import ExportConfig, export  # noqa: E402
-
-QUIET = {"verify": False, "progress": False}
 
 
-@pytest.fixture(scope="module", params=["int4", "fp32"])
-def tiny(request: pytest.FixtureRequest, tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-         ) -> Path:
-    # int4: edgelm's Attention and BlockQuantMatMul; fp32: GroupQueryAttention and MatMul.
-    out = tmp_path_factory.mktemp("parallel") / request.param
-    export(str(tiny_models["llama-tied"]), out, ExportConfig(quant=request.param, **QUIET))
-    return out
+@pytest.fixture
+def tiny(tiny_folder: Path) -> Path:
+    return tiny_folder
 
 
 @pytest.mark.parametrize("n", [1, 3, 7])

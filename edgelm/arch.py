@@ -32,6 +32,7 @@ def kv_bytes_per_value(kv_dtype: KVDtype | str) -> int:
 class Family(str, Enum):
     LLAMA = "llama"
     QWEN2 = "qwen2"
+    QWEN3 = "qwen3"  # Qwen2's layout without the QKV bias, with RMSNorm on each head's q and k
 
 
 #: transformers ``model_type`` values edgelm exports, and the family each maps to.
@@ -40,6 +41,7 @@ SUPPORTED_MODEL_TYPES: dict[str, Family] = {
     "smollm": Family.LLAMA,
     "mobilellm": Family.LLAMA,
     "qwen2": Family.QWEN2,
+    "qwen3": Family.QWEN3,
 }
 
 
@@ -92,6 +94,12 @@ class Architecture:
             raise ManifestError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
 
     @property
+    def qk_norm(self) -> bool:
+        """Whether each head's query and key are RMS-normalised (over head_dim, one weight
+        vector each, shared by the heads) before the rotary embedding: Qwen3."""
+        return self.family is Family.QWEN3
+
+    @property
     def q_size(self) -> int:
         return self.num_heads * self.head_dim
 
@@ -106,7 +114,7 @@ class Architecture:
         if self.attention_bias:
             attn += self.q_size + 2 * self.kv_size
         mlp = 3 * h * f
-        per_layer = attn + mlp + 2 * h
+        per_layer = attn + mlp + 2 * h + (2 * self.head_dim if self.qk_norm else 0)
         emb = self.vocab_size * h
         head = 0 if self.tie_word_embeddings else self.vocab_size * h
         return self.num_layers * per_layer + emb + head + h
@@ -156,6 +164,14 @@ ARCH_PRESETS: dict[str, Architecture] = {
     "mobilellm-350m": _mobilellm(32, 960, 15, 5, 2560),
     "mobilellm-600m": _mobilellm(40, 1152, 18, 6, 3072),
     "mobilellm-1b": _mobilellm(54, 1280, 20, 5, 3584),
+    # Qwen/Qwen3-0.6B's config.json: 28 layers x 1024, 16 heads of 128 (wider than hidden),
+    # 8 KV heads, per-head q/k norms, a 151,936-token vocabulary, tied.
+    # HuggingFaceTB/SmolLM2-360M and meta-llama/Llama-3.2-1B config.json shapes (Llama 3.2's
+    # llama3 rope scaling changes the rotary tables, not a size: presets use plain rope).
+    "smollm2-360m": Architecture(Family.LLAMA, 32, 960, 15, 5, 64, 2560, 49152, 8192, rope_theta=100000.0),
+    "llama3.2-1b": Architecture(Family.LLAMA, 16, 2048, 32, 8, 64, 8192, 128256, 131072, rope_theta=500000.0),
+    "qwen3-0.6b": Architecture(Family.QWEN3, 28, 1024, 16, 8, 128, 3072, 151936, 40960, rope_theta=1000000.0,
+                               rms_norm_eps=1e-6, tie_word_embeddings=True),
 }
 
 #: SmolLM2-135M's shape (HuggingFaceTB/SmolLM2-135M config.json), so the preset name

@@ -326,7 +326,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.sweep or args.largest:
         from pathlib import Path
 
-        from .plan.figures import largest, plot_devices, plot_sweep, sweep
+        from .plan.figures import largest, plot_devices, plot_sweep, sweep, sweep_presets
         from .profiler.devices import get_profile
 
         dev = get_profile(args.device)
@@ -340,6 +340,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                                   args.context, args.app_dram_share, outdir / "devices")
             out["figures"] = [str(f) for f in files]
             out["sweep"] = {q.value: [r.to_dict() for r in rs] for q, rs in results.items()}
+            named = sweep_presets(dev, args.tokens_per_day, args.context, args.app_dram_share, args.battery_target,
+                                  args.samples_per_request)
+            out["presets"] = {q.value: [r.to_dict() for r in rs] for q, rs in named.items()}
         if args.largest:
             best = largest(results)
             out["largest"] = best.to_dict() if best else None
@@ -348,11 +351,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             return 0
         if args.sweep:
             print("hours of battery at 10 tokens/s, and whether the model fits the DRAM budget")
-            print(f"{'params':>8} " + " ".join(f"{q.value + ' h':>10} {'fits':>5}" for q in results))
-            for i in range(len(next(iter(results.values())))):
-                row = [results[q][i] for q in results]
-                print(f"{row[0].report.model.name:>8} " + " ".join(
-                    f"{(r.hours_at_rate(10.0) or 0):10.1f} {'yes' if r.report.fits else 'NO':>5}" for r in row))
+            for table, width in ((results, 8), (named, 14)):
+                print(f"{'params' if table is results else 'model':>{width}} "
+                      + " ".join(f"{q.value + ' h':>10} {'fits':>5}" for q in table))
+                for i in range(len(next(iter(table.values())))):
+                    row = [table[q][i] for q in table]
+                    print(f"{row[0].report.model.name:>{width}} " + " ".join(
+                        f"{(r.hours_at_rate(10.0) or 0):10.1f} {'yes' if r.report.fits else 'NO':>5}" for r in row))
             print("figures: " + ", ".join(out["figures"]))
         if args.largest:
             best = out["largest"]
@@ -403,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model (HF folder, GGUF file, hub id or preset) to a quantized ONNX folder",
                        description="Export SOURCE to a verified, quantized ONNX model folder. SOURCE is a Hugging Face "
                        "model folder (safetensors), a GGUF file, a hub id, or a preset: smollm2-135m (the real "
-                       "SmolLM2-135M-Instruct), mobilellm-125m, mobilellm-350m, mobilellm-600m, mobilellm-1b "
+                       "SmolLM2-135M-Instruct), mobilellm-125m, mobilellm-350m, mobilellm-600m, mobilellm-1b, smollm2-360m, llama3.2-1b, qwen3-0.6b "
                        "(random weights, for speed and planning).")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output model folder")

@@ -17,10 +17,21 @@ TINY_VARIANTS = {
                                  tie_word_embeddings=False),
     "qwen2-bias": Architecture(Family.QWEN2, 2, 64, 4, 2, 16, 128, 300, 256, rope_theta=1000000.0,
                                tie_word_embeddings=True, attention_bias=True),
+    # Qwen3: q/k RMSNorm per head, and head_dim x heads (128) wider than hidden (64).
+    "qwen3": Architecture(Family.QWEN3, 2, 64, 4, 2, 32, 128, 300, 256, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                          tie_word_embeddings=True),
+    # Llama 3.2's rope: frequencies rescaled by the llama3 rule (TINY_CONFIG_EXTRA).
+    "llama3-rope": Architecture(Family.LLAMA, 2, 64, 4, 2, 16, 128, 300, 256, rope_theta=500000.0,
+                                tie_word_embeddings=True),
+}
+#: transformers config fields a variant needs beyond its Architecture.
+TINY_CONFIG_EXTRA = {
+    "llama3-rope": {"rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                                     "high_freq_factor": 4.0, "original_max_position_embeddings": 64}},
 }
 
 
-def build_tiny_hf_folder(folder: Path, arch: Architecture, seed: int = 0) -> Path:
+def build_tiny_hf_folder(folder: Path, arch: Architecture, seed: int = 0, extra: dict | None = None) -> Path:
     import torch
 
     from edgelm.export.sources import _model_from_config, hf_config_for
@@ -30,13 +41,15 @@ def build_tiny_hf_folder(folder: Path, arch: Architecture, seed: int = 0) -> Pat
     special = write_byte_tokenizer(folder)
     torch.manual_seed(seed)
     model = _model_from_config(hf_config_for(arch, bos_token_id=special["bos_token_id"],
-                                             eos_token_id=special["eos_token_id"]))
+                                             eos_token_id=special["eos_token_id"], **(extra or {})))
     # Random init gives near-uniform logits (std ~0.3), where top-1 flips on ties measure
     # nothing. Scale the token table so logits spread like a trained model's (std ~5).
     with torch.no_grad():
-        for p in model.named_parameters():
-            if p[1].dim() == 2:
-                p[1].mul_(2.0)
+        for name, p in model.named_parameters():
+            if p.dim() == 2:
+                p.mul_(2.0)
+            elif name.endswith(("q_norm.weight", "k_norm.weight")):  # ones would not test that they apply
+                p.uniform_(0.5, 1.5)
         model.get_input_embeddings().weight.mul_(8.0)
         if not arch.tie_word_embeddings:
             model.get_output_embeddings().weight.mul_(8.0)
@@ -47,7 +60,8 @@ def build_tiny_hf_folder(folder: Path, arch: Architecture, seed: int = 0) -> Pat
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-models")
-    return {name: build_tiny_hf_folder(root / name, arch) for name, arch in TINY_VARIANTS.items()}
+    return {name: build_tiny_hf_folder(root / name, arch, extra=TINY_CONFIG_EXTRA.get(name))
+            for name, arch in TINY_VARIANTS.items()}
 
 
 @pytest.fixture(scope="session", params=["int4", "fp32"])

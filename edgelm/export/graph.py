@@ -192,6 +192,23 @@ class _Builder:
         return y
 
 
+def _qk_norm(g: _Builder, arch: Architecture, qkv: str, q_w: np.ndarray, k_w: np.ndarray, name: str,
+             eps: float) -> str:
+    """Qwen3's per-head RMSNorm of the packed projection's q and k parts (over head_dim,
+    before the rotary embedding the attention operator applies): split, view as heads,
+    normalise, view back, concatenate."""
+    h, kv, d = arch.num_heads, arch.num_kv_heads, arch.head_dim
+    q, k, v = g.op("Split", [qkv, g.const(f"const/split_qkv_{h}_{kv}_{d}", np.array([h * d, kv * d, kv * d], np.int64))],
+                   n_out=3, axis=-1, name=f"{name}/qkv_split")
+    parts = []
+    for part, heads, w, kind in ((q, h, q_w, "q"), (k, kv, k_w, "k")):
+        heads_view = g.op("Reshape", [part, g.const(f"const/shape_heads_{heads}_{d}", np.array([0, 0, heads, d], np.int64))])[0]
+        normed = g.op("SimplifiedLayerNormalization", [heads_view, g.const(f"{name}.{kind}_norm", w.astype(np.float32))],
+                      name=f"{name}/{kind}_norm", axis=-1, epsilon=eps)[0]
+        parts.append(g.op("Reshape", [normed, g.const(f"const/shape_flat_{heads * d}", np.array([0, 0, heads * d], np.int64))])[0])
+    return g.op("Concat", [*parts, v], axis=-1, name=f"{name}/qkv_normed")[0]
+
+
 def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, sin: np.ndarray,
                 accuracy_level: int = 4, builder: type[_Builder] | None = None,
                 kernel: str = "edgelm") -> onnx.ModelProto:
@@ -233,6 +250,8 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
              name="L0/attn_norm", axis=-1, epsilon=eps)[0]
     for i in range(arch.num_layers):
         qkv = g.linear(x, weights[f"L{i}.qkv"], f"L{i}.qkv", weights.get(f"L{i}.qkv_bias"))
+        if arch.qk_norm:
+            qkv = _qk_norm(g, arch, qkv, weights[f"L{i}.q_norm"], weights[f"L{i}.k_norm"], f"L{i}", eps)
         if own_attention:
             attn = g.op("Attention", [qkv, names["past_key"][i], names["past_value"][i], "seqlens_k",
                                       "total_sequence_length", cos_c, sin_c],

@@ -151,6 +151,8 @@ def prepare_weights(src: LoadedSource, quant: Quant, progress: bool = False) -> 
         p = f"L{i}."
         out[p + "attn_norm"] = fw[p + "attn_norm"]
         out[p + "mlp_norm"] = fw[p + "mlp_norm"]
+        if arch.qk_norm:
+            out[p + "q_norm"], out[p + "k_norm"] = fw[p + "q_norm"], fw[p + "k_norm"]
         qkv = [linear(p + n, "attention") for n in ("q", "k", "v")]
         gu = [linear(p + n, "mlp") for n in ("gate", "up")]
         if quant is Quant.FP32:

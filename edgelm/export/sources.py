@@ -70,6 +70,8 @@ class LoadedSource:
                      "q": "self_attn.q_proj.weight", "k": "self_attn.k_proj.weight",
                      "v": "self_attn.v_proj.weight", "o": "self_attn.o_proj.weight",
                      "gate": "mlp.gate_proj.weight", "up": "mlp.up_proj.weight", "down": "mlp.down_proj.weight"}
+            if self.arch.qk_norm:
+                names.update(q_norm="self_attn.q_norm.weight", k_norm="self_attn.k_norm.weight")
             if self.arch.attention_bias:
                 names.update(q_bias="self_attn.q_proj.bias", k_bias="self_attn.k_proj.bias",
                              v_bias="self_attn.v_proj.bias")
@@ -209,7 +211,7 @@ def _load_arch_preset(name: str, say: Callable[[str], None]) -> LoadedSource:
 
 def hf_config_for(arch: Architecture, **extra: Any) -> Any:
     """A transformers config for ``arch`` (used by presets and tests)."""
-    from transformers import LlamaConfig, Qwen2Config
+    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
 
     common = dict(vocab_size=arch.vocab_size, hidden_size=arch.hidden_size,
                   intermediate_size=arch.intermediate_size, num_hidden_layers=arch.num_layers,
@@ -218,6 +220,8 @@ def hf_config_for(arch: Architecture, **extra: Any) -> Any:
                   rms_norm_eps=arch.rms_norm_eps, tie_word_embeddings=arch.tie_word_embeddings, **extra)
     if arch.family is Family.QWEN2:
         return Qwen2Config(**common)
+    if arch.family is Family.QWEN3:
+        return Qwen3Config(head_dim=arch.head_dim, attention_bias=arch.attention_bias, **common)
     return LlamaConfig(head_dim=arch.head_dim, attention_bias=arch.attention_bias, **common)
 
 

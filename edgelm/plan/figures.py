@@ -23,6 +23,19 @@ def sweep(device: DeviceProfile, tokens_per_day: float, context: int, app_dram_s
                 for p in SWEEP_PARAMS] for q in QUANTS}
 
 
+#: The named shapes ``plan --sweep`` lists beside the parameter sweep: the models people
+#: ship on devices (random-weight presets of their published shapes, and SmolLM2-135M).
+SWEEP_PRESETS = ("smollm2-135m", "smollm2-360m", "mobilellm-350m", "qwen3-0.6b", "mobilellm-1b", "llama3.2-1b")
+
+
+def sweep_presets(device: DeviceProfile, tokens_per_day: float, context: int, app_dram_share: float,
+                  battery_target_percent: float, samples_per_request: int = 1) -> dict[Quant, list[PlanResult]]:
+    return {q: [plan(device, model=name, quant=q.value, tokens_per_day=tokens_per_day, context=context,
+                     app_dram_share=app_dram_share, battery_target_percent=battery_target_percent,
+                     samples_per_request=samples_per_request)
+                for name in SWEEP_PRESETS] for q in QUANTS}
+
+
 def largest(results: dict[Quant, list[PlanResult]]) -> PlanResult | None:
     ok = [r for rs in results.values() for r in rs if r.ok]
     return max(ok, key=lambda r: (r.report.model.arch.parameter_count(), -r.joules_per_token), default=None)

@@ -96,8 +96,28 @@ def test_sweep_writes_png_and_svg(tmp_path: Path, capsys: pytest.CaptureFixture[
     for rs in out["sweep"].values():
         hours = [r["hours_at_10_tokens_per_s"] for r in rs]
         assert hours == sorted(hours, reverse=True)
+    # The named shapes of 2026's small models, beside the sweep.
+    named = {r["model"]: r for r in out["presets"]["int4"]}
+    assert {"qwen3-0.6b", "llama3.2-1b", "smollm2-360m", "smollm2-135m"} <= set(named)
+    assert named["llama3.2-1b"]["parameters"] == pytest.approx(1.236e9, rel=0.01)
+    assert main(["plan", "--device", "iphone-15-pro", "--tokens-per-day", "20000", "--sweep",
+                 "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "qwen3-0.6b" in text and "llama3.2-1b" in text
 
 
 def test_plan_rejects_missing_model_choice() -> None:
     with pytest.raises(PlanError, match="exactly one"):
         plan("pixel-8-pro", tokens_per_day=10)
+
+
+def test_qwen3_preset_has_the_published_shape() -> None:
+    """Qwen3-0.6B's shape plans before any weights exist: 0.6B parameters (0.44B without
+    the 151,936 x 1024 table), its per-head q/k norms counted, and a float16 KV cache of
+    28 layers x 8 heads x 128 per token."""
+    p = plan("pixel-8-pro", model="qwen3-0.6b", tokens_per_day=1000)
+    a = p.report.model.arch
+    assert a.qk_norm and a.q_size == 2048 != a.hidden_size
+    assert a.parameter_count() == pytest.approx(596e6, rel=0.01)
+    assert a.parameter_count() - 151936 * 1024 == pytest.approx(440e6, rel=0.01)
+    assert p.report.memory.kv_cache_bytes == 2 * 28 * 8 * 128 * 2048 * 2

@@ -39,6 +39,25 @@ def test_greedy_generate_equals_transformers(tiny_fp32: Path, tiny_models: dict[
     assert text == model.tokenizer.decode(ref_tokens)
 
 
+@pytest.mark.parametrize("variant", ["qwen3", "qwen2-bias", "llama-untied", "llama3-rope"])
+def test_greedy_generate_equals_transformers_for_each_family(variant: str, tiny_models: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    """The fp32 export of each family's tiny model (Qwen3's per-head q/k norms, Qwen2's QKV
+    bias, an untied head) generates transformers' greedy tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    export(str(tiny_models[variant]), tmp_path / "m", ExportConfig(quant="fp32", progress=False, verify_prompts=2))
+    model = edgelm.load(tmp_path / "m", threads=1, context=128)
+    model.eos_ids = frozenset()
+    ids = model.encode("the edge device")
+    ref_model = AutoModelForCausalLM.from_pretrained(tiny_models[variant], dtype=torch.float32).eval()
+    ref = ref_model.generate(torch.tensor([ids]), max_new_tokens=40, do_sample=False, eos_token_id=None,
+                             pad_token_id=0, attention_mask=torch.ones(1, len(ids), dtype=torch.long))
+    assert list(model._tokens(ids, 40, edgelm.SamplingParams(temperature=0.0), frozenset(), False)) == \
+        ref[0, len(ids):].tolist()
+
+
 def test_stream_pieces_join_to_the_whole(tiny_fp32: Path) -> None:
     model = edgelm.load(tiny_fp32, threads=1, context=128)
     params = edgelm.SamplingParams(temperature=0.8, top_k=20, seed=5)

@@ -1,0 +1,59 @@
+"""GGUF K-quants read from their bytes: bit-exact against gguf-py's dequantization, and
+carried into 32-weight blocks with the codes unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgelm.export.kquants import K_TYPES, dequantize, float16_exact_share, to_weight
+
+gguf_quants = pytest.importorskip("gguf.quants")
+
+
+def _random_tensor(type_name: str, n: int, k: int, seed: int) -> np.ndarray:
+    """Random bytes with finite fp16 d / dmin of a trained model's magnitude (random bytes
+    there would be NaN and infinity now and then)."""
+    rng = np.random.default_rng(seed)
+    size = K_TYPES[type_name]
+    b = rng.integers(0, 256, (n, k // 256, size), dtype=np.uint8)
+    halves = (rng.uniform(1e-4, 2e-2, (n, k // 256, 2)) * rng.choice([-1, 1], (n, k // 256, 2))).astype(np.float16)
+    if type_name == "Q6_K":
+        b[..., 208:210] = halves[..., :1].view(np.uint8)
+    else:
+        b[..., 0:4] = np.abs(halves).view(np.uint8)  # d, dmin
+    return b.reshape(n, -1)
+
+
+@pytest.mark.parametrize("type_name", sorted(K_TYPES))
+def test_dequantize_is_gguf_py_bit_for_bit(type_name: str) -> None:
+    n, k = 24, 1024
+    raw = _random_tensor(type_name, n, k, seed=len(type_name) + k)
+    qtype = getattr(gguf_quants.GGMLQuantizationType, type_name)
+    want = gguf_quants.dequantize(raw, qtype).reshape(n, k).astype(np.float32)
+    got = dequantize(type_name, raw, n, k)
+    assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("type_name", ["Q4_K", "Q5_K"])
+def test_carried_blocks_keep_the_codes(type_name: str) -> None:
+    n, k = 16, 512
+    raw = _random_tensor(type_name, n, k, seed=3)
+    ref = dequantize(type_name, raw, n, k)
+    w = to_weight(type_name, raw, n, k)
+    assert w.bits == (4 if type_name == "Q4_K" else 8) and w.block_size == 32
+    # The same weights up to one float32 rounding of the offset (scale * (code - zp) + offset).
+    span = np.abs(ref).reshape(n, -1, 32).max(axis=-1, keepdims=True)
+    err = np.abs(w.dequantize() - ref).reshape(n, -1, 32) / span
+    assert err.max() < 4e-7, err.max()
+    share = float16_exact_share(w)
+    assert 0 <= share["scales_exact_share"] <= 1 and share["scales_max_rel_change"] < 2.0 ** -11
+
+
+def test_bad_shapes_are_errors() -> None:
+    with pytest.raises(ValueError, match="multiple"):
+        dequantize("Q4_K", np.zeros(144, np.uint8), 1, 200)
+    with pytest.raises(ValueError, match="bytes"):
+        dequantize("Q6_K", np.zeros(100, np.uint8), 1, 256)
+    with pytest.raises(ValueError, match="cannot be carried"):
+        to_weight("Q6_K", np.zeros(210, np.uint8), 1, 256)

@@ -105,6 +105,12 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="it", disable=not enabled, leave=False, file=sys.stderr)
 
 
+def _carried_how(method: str) -> str:
+    """What carrying a GGUF tensor's blocks kept: all of it for the legacy types; the codes,
+    with the block scales rounded to float16, for the K-quants (kquants.py)."""
+    return "codes carried, block scales rounded to float16" if method.endswith("_K") else "exact"
+
+
 def prepare_weights(src: LoadedSource, quant: Quant, progress: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
     """Canonical float/GGUF weights -> the graph's weights (packed, quantized) and the
     method used for each kind."""
@@ -123,7 +129,7 @@ def prepare_weights(src: LoadedSource, quant: Quant, progress: bool = False) -> 
         bits = 4 if quant is Quant.INT4 else 8
         c = carried.get(name)
         if c is not None and c.bits == bits:
-            note(kind, f"{c.method} (exact)")
+            note(kind, f"{c.method} ({_carried_how(c.method)})")
             return c
         w = quantize_asym(fw[name], 4, BLOCK_SIZE) if bits == 4 else quantize_sym(fw[name], 8, BLOCK_SIZE)
         note(kind, w.method)

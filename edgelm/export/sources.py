@@ -29,6 +29,8 @@ from .._io import cache_dir
 from ..arch import ARCH_PRESETS, SUPPORTED_MODEL_TYPES, Architecture, Family
 from ..errors import SourceError
 from .gguf_blocks import CARRY_OVER_TYPES, blocks_to_weight
+from .kquants import CARRIED_K_TYPES
+from .kquants import to_weight as k_blocks_to_weight
 from .quantize import QuantizedWeight
 from .tokenizer_files import write_byte_tokenizer
 
@@ -433,11 +435,13 @@ def _fix_gguf_tokenizer(folder: Path, bos: int | None, eos: int | None, add_bos:
 
 
 def _gguf_carry_over(reader: Any, arch: Architecture) -> dict[str, QuantizedWeight]:
-    """GGUF tensors whose blocks map exactly onto MatMulNBits, in canonical names."""
+    """GGUF tensors whose blocks map onto edgelm's 32-weight blocks, in canonical names:
+    Q4_0/Q4_1/Q8_0 exactly, Q4_K/Q5_K with their codes (their block scales then round to
+    float16: kquants.py)."""
     out: dict[str, QuantizedWeight] = {}
     for t in reader.tensors:
         type_name = t.tensor_type.name
-        if type_name not in CARRY_OVER_TYPES or len(t.shape) != 2:
+        if (type_name not in CARRY_OVER_TYPES and type_name not in CARRIED_K_TYPES) or len(t.shape) != 2:
             continue
         k, n = int(t.shape[0]), int(t.shape[1])
         name = t.name.removesuffix(".weight")
@@ -452,7 +456,8 @@ def _gguf_carry_over(reader: Any, arch: Architecture) -> dict[str, QuantizedWeig
             canon = f"L{int(idx)}.{_GGUF_LAYER_NAMES[kind]}"
         else:
             continue
-        w = blocks_to_weight(type_name, t.data, n, k)
+        w = (blocks_to_weight(type_name, t.data, n, k) if type_name in CARRY_OVER_TYPES
+             else k_blocks_to_weight(type_name, t.data, n, k))
         if arch.family is Family.LLAMA and canon.endswith((".q", ".k")):
             # llama.cpp permutes Q/K rows for its interleaved rotary; undo it as transformers does.
             heads = arch.num_heads if canon.endswith(".q") else arch.num_kv_heads

@@ -3,6 +3,8 @@ carried into 32-weight blocks with the codes unchanged."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,41 @@ def test_bad_shapes_are_errors() -> None:
         dequantize("Q6_K", np.zeros(100, np.uint8), 1, 256)
     with pytest.raises(ValueError, match="cannot be carried"):
         to_weight("Q6_K", np.zeros(210, np.uint8), 1, 256)
+
+
+@pytest.mark.parametrize("type_name", ["Q4_K", "Q6_K"])
+def test_the_test_encoders_write_valid_k_quants(type_name: str) -> None:
+    from tests.export.kquant_gguf import encode_q4_k, encode_q6_k
+
+    w = np.random.default_rng(5).standard_normal((8, 512)).astype(np.float32) * 0.05
+    raw = (encode_q4_k if type_name == "Q4_K" else encode_q6_k)(w)
+    back = gguf_quants.dequantize(raw, getattr(gguf_quants.GGMLQuantizationType, type_name)).reshape(8, 512)
+    rel = np.abs(back - w).max() / np.abs(w).max()
+    assert rel < (0.08 if type_name == "Q4_K" else 0.03), rel
+    assert np.array_equal(dequantize(type_name, raw, 8, 512), back.astype(np.float32))
+
+
+def test_a_q4_k_m_style_gguf_exports_with_the_split_and_its_agreement(smollm2_gguf: Path, tmp_path: Path) -> None:
+    """SmolLM2's GGUF rewritten the way a Q4_K_M file of a 576-wide model comes (K-quants
+    need rows of 256: only ffn_down's 1,536 qualifies; Q4_K on even layers, Q6_K on odd):
+    an int4 export carries the Q4_K codes, re-rounds Q6_K, says which in the manifest, and
+    measures its agreement with the dequantized original (transformers reads the K-quants
+    through gguf-py)."""
+    from edgelm.export import ExportConfig, export
+    from tests.export.kquant_gguf import rewrite_gguf
+
+    def choose(name: str, shape: tuple[int, int]) -> str | None:
+        if not name.endswith("ffn_down.weight") or shape[1] % 256:
+            return None
+        return "Q4_K" if int(name.split(".")[1]) % 2 == 0 else "Q6_K"
+
+    src = tmp_path / "smollm2-q4_k_m.gguf"
+    changed = rewrite_gguf(smollm2_gguf, src, choose)
+    assert sorted(set(changed.values())) == ["Q4_K", "Q6_K"] and len(changed) == 30
+    result = export(str(src), tmp_path / "out", ExportConfig(quant="int4", progress=False, verify_prompts=4))
+    m = result.manifest
+    mlp = m.quantization.methods["mlp"]
+    assert "gguf:Q4_K (codes carried, block scales rounded to float16)" in mlp  # the even layers' down
+    assert "gguf:Q4_1 (exact)" in mlp and "asym" in mlp  # gate/up as shipped; Q6_K's down re-rounded
+    v = m.verification
+    assert v is not None and v.passed and v.top1_agreement >= 0.95 and v.mean_kl < 0.05

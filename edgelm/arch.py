@@ -33,6 +33,9 @@ class Family(str, Enum):
     LLAMA = "llama"
     QWEN2 = "qwen2"
     QWEN3 = "qwen3"  # Qwen2's layout without the QKV bias, with RMSNorm on each head's q and k
+    # Gemma 3 text: q/k norms, norms after attention and after the MLP too, GeGLU (tanh
+    # GELU), embeddings times sqrt(hidden), sliding-window layers with their own rope base.
+    GEMMA3 = "gemma3"
 
 
 #: transformers ``model_type`` values edgelm exports, and the family each maps to.
@@ -42,6 +45,7 @@ SUPPORTED_MODEL_TYPES: dict[str, Family] = {
     "mobilellm": Family.LLAMA,
     "qwen2": Family.QWEN2,
     "qwen3": Family.QWEN3,
+    "gemma3_text": Family.GEMMA3,
 }
 
 
@@ -69,6 +73,15 @@ class Architecture:
     rms_norm_eps: float = 1e-5
     tie_word_embeddings: bool = True
     attention_bias: bool = False
+    #: Keys a sliding-window layer attends to (its own position and the window - 1 before);
+    #: 0: every layer attends to the whole sequence.
+    sliding_window: int = 0
+    #: With a sliding window, the layers that still attend to the whole sequence.
+    global_layers: tuple[int, ...] = ()
+    #: The rope base of the sliding-window layers (0: rope_theta).
+    rope_local_theta: float = 0.0
+    #: Queries are scaled by query_pre_attn_scalar ** -0.5 (0: head_dim, the usual).
+    query_pre_attn_scalar: float = 0.0
 
     def __post_init__(self) -> None:
         try:
@@ -92,12 +105,39 @@ class Architecture:
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
         if self.head_dim % 2:
             raise ManifestError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
+        w = self.sliding_window
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= _LIMITS["max_context"]:
+            raise ManifestError(f"architecture field sliding_window must be an integer in [0, "
+                                f"{_LIMITS['max_context']}], got {w!r}")
+        layers = self.global_layers
+        if isinstance(layers, list):
+            layers = tuple(layers)
+            object.__setattr__(self, "global_layers", layers)
+        if not isinstance(layers, tuple) or any(isinstance(i, bool) or not isinstance(i, int)
+                                                or not 0 <= i < self.num_layers for i in layers) \
+                or list(layers) != sorted(set(layers)):
+            raise ManifestError("architecture field global_layers must be increasing layer indices below "
+                                f"num_layers ({self.num_layers}), got {self.global_layers!r}")
+        for name in ("rope_local_theta", "query_pre_attn_scalar"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e30:
+                raise ManifestError(f"architecture field {name} must be a finite number >= 0, got {value!r}")
 
     @property
     def qk_norm(self) -> bool:
         """Whether each head's query and key are RMS-normalised (over head_dim, one weight
-        vector each, shared by the heads) before the rotary embedding: Qwen3."""
-        return self.family is Family.QWEN3
+        vector each, shared by the heads) before the rotary embedding: Qwen3, Gemma 3."""
+        return self.family in (Family.QWEN3, Family.GEMMA3)
+
+    @property
+    def post_norms(self) -> bool:
+        """Whether the attention's and the MLP's outputs are RMS-normalised before the
+        residual add (Gemma 3: four norms a layer)."""
+        return self.family is Family.GEMMA3
+
+    def window_of(self, layer: int) -> int:
+        """Keys layer ``layer`` attends to at most (0: all)."""
+        return 0 if self.sliding_window == 0 or layer in self.global_layers else self.sliding_window
 
     @property
     def q_size(self) -> int:
@@ -114,7 +154,7 @@ class Architecture:
         if self.attention_bias:
             attn += self.q_size + 2 * self.kv_size
         mlp = 3 * h * f
-        per_layer = attn + mlp + 2 * h + (2 * self.head_dim if self.qk_norm else 0)
+        per_layer = attn + mlp + 2 * h + (2 * self.head_dim if self.qk_norm else 0) + (2 * h if self.post_norms else 0)
         emb = self.vocab_size * h
         head = 0 if self.tie_word_embeddings else self.vocab_size * h
         return self.num_layers * per_layer + emb + head + h
@@ -133,6 +173,7 @@ class Architecture:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["family"] = self.family.value
+        d["global_layers"] = list(self.global_layers)
         return d
 
     @classmethod
@@ -170,6 +211,14 @@ ARCH_PRESETS: dict[str, Architecture] = {
     # llama3 rope scaling changes the rotary tables, not a size: presets use plain rope).
     "smollm2-360m": Architecture(Family.LLAMA, 32, 960, 15, 5, 64, 2560, 49152, 8192, rope_theta=100000.0),
     "llama3.2-1b": Architecture(Family.LLAMA, 16, 2048, 32, 8, 64, 8192, 128256, 131072, rope_theta=500000.0),
+    # google/gemma-3-270m and gemma-3-1b-pt config.json: 4 query heads of 256 and one KV
+    # head, a 262,144-token vocabulary, five 512-key sliding-window layers to a global one.
+    "gemma3-270m": Architecture(Family.GEMMA3, 18, 640, 4, 1, 256, 2048, 262144, 32768, rope_theta=1000000.0,
+                                rms_norm_eps=1e-6, sliding_window=512, global_layers=(5, 11, 17),
+                                rope_local_theta=10000.0, query_pre_attn_scalar=256.0),
+    "gemma3-1b": Architecture(Family.GEMMA3, 26, 1152, 4, 1, 256, 6912, 262144, 32768, rope_theta=1000000.0,
+                              rms_norm_eps=1e-6, sliding_window=512, global_layers=(5, 11, 17, 23),
+                              rope_local_theta=10000.0, query_pre_attn_scalar=256.0),
     "qwen3-0.6b": Architecture(Family.QWEN3, 28, 1024, 16, 8, 128, 3072, 151936, 40960, rope_theta=1000000.0,
                                rms_norm_eps=1e-6, tie_word_embeddings=True),
 }

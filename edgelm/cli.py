@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model (HF folder, GGUF file, hub id or preset) to a quantized ONNX folder",
                        description="Export SOURCE to a verified, quantized ONNX model folder. SOURCE is a Hugging Face "
                        "model folder (safetensors), a GGUF file, a hub id, or a preset: smollm2-135m (the real "
-                       "SmolLM2-135M-Instruct), mobilellm-125m, mobilellm-350m, mobilellm-600m, mobilellm-1b, smollm2-360m, llama3.2-1b, qwen3-0.6b "
+                       "SmolLM2-135M-Instruct), mobilellm-125m, mobilellm-350m, mobilellm-600m, mobilellm-1b, smollm2-360m, llama3.2-1b, qwen3-0.6b, gemma3-270m, gemma3-1b "
                        "(random weights, for speed and planning).")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output model folder")

@@ -20,6 +20,12 @@ TINY_VARIANTS = {
     # Qwen3: q/k RMSNorm per head, and head_dim x heads (128) wider than hidden (64).
     "qwen3": Architecture(Family.QWEN3, 2, 64, 4, 2, 32, 128, 300, 256, rope_theta=1000000.0, rms_norm_eps=1e-6,
                           tie_word_embeddings=True),
+    # Gemma 3: four norms a layer ((1 + w) weights), GeGLU, q/k norms, embeddings times
+    # sqrt(hidden), a query scale of its own, and sliding-window layers (8 keys, rope base
+    # 10,000) around one global layer (base 10^6) that prompts of 20-64 tokens run past.
+    "gemma3": Architecture(Family.GEMMA3, 4, 64, 4, 1, 32, 128, 300, 256, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                           tie_word_embeddings=True, sliding_window=8, global_layers=(2,), rope_local_theta=10000.0,
+                           query_pre_attn_scalar=24.0),
     # Llama 3.2's rope: frequencies rescaled by the llama3 rule (TINY_CONFIG_EXTRA).
     "llama3-rope": Architecture(Family.LLAMA, 2, 64, 4, 2, 16, 128, 300, 256, rope_theta=500000.0,
                                 tie_word_embeddings=True),
@@ -48,6 +54,8 @@ def build_tiny_hf_folder(folder: Path, arch: Architecture, seed: int = 0, extra:
         for name, p in model.named_parameters():
             if p.dim() == 2:
                 p.mul_(2.0)
+            elif arch.family is Family.GEMMA3 and name.endswith("norm.weight"):  # (1 + w): w starts at 0
+                p.uniform_(-0.5, 0.5)
             elif name.endswith(("q_norm.weight", "k_norm.weight")):  # ones would not test that they apply
                 p.uniform_(0.5, 1.5)
         model.get_input_embeddings().weight.mul_(8.0)

@@ -45,3 +45,21 @@ def test_planner_and_profiler_fit_the_same_way() -> None:
     target = 125e6
     for r in compare_shapes(target, "pixel-8-pro"):
         assert r.model.arch == fit_ffn(r.model.arch, target)
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"sliding_window": -1}, "sliding_window"),
+    ({"sliding_window": 8, "global_layers": [3, 1]}, "global_layers"),
+    ({"sliding_window": 8, "global_layers": [9]}, "global_layers"),
+    ({"sliding_window": 8, "global_layers": "all"}, "global_layers"),
+    ({"rope_local_theta": -5.0}, "rope_local_theta"),
+    ({"query_pre_attn_scalar": True}, "query_pre_attn_scalar"),
+])
+def test_sliding_window_fields_are_checked(change: dict, needle: str) -> None:
+    from edgelm.arch import Architecture, Family
+    from edgelm.errors import ManifestError
+
+    good = Architecture(Family.GEMMA3, 4, 64, 4, 1, 32, 128, 300, 256, sliding_window=8, global_layers=(2,))
+    assert Architecture.from_dict(good.to_dict()) == good and good.window_of(2) == 0 and good.window_of(1) == 8
+    with pytest.raises(ManifestError, match=needle):
+        Architecture.from_dict({**good.to_dict(), **change})

@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..arch import Architecture
+from ..arch import Architecture, Family
 from ..errors import ExportError
 from ..manifest import LINEAR_KERNELS as KERNELS
 from ..manifest import IOSpec, KVDtype, Quant, kv_dtype_for
@@ -211,7 +211,7 @@ def _qk_norm(g: _Builder, arch: Architecture, qkv: str, q_w: np.ndarray, k_w: np
 
 def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, sin: np.ndarray,
                 accuracy_level: int = 4, builder: type[_Builder] | None = None,
-                kernel: str = "edgelm") -> onnx.ModelProto:
+                kernel: str = "edgelm", local_rope: tuple[np.ndarray, np.ndarray] | None = None) -> onnx.ModelProto:
     """Build the graph. ``weights`` holds canonical names; Q/K/V and gate/up already packed
     as ``L{i}.qkv`` / ``L{i}.gate_up`` (and ``L{i}.qkv_bias`` with attention bias)."""
     g = (builder or _Builder)(accuracy_level, kernel)  # a subclass may emit linears differently (benchmarks)
@@ -223,6 +223,13 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
     own_attention = kv_dtype_for(Quant.INT4 if quantized else Quant.FP32, g.kernel) is KVDtype.FLOAT16
     cos_c = g.const("rotary.cos_cache", cos.astype(np.float32))
     sin_c = g.const("rotary.sin_cache", sin.astype(np.float32))
+    # Sliding-window layers may rotate with a base of their own (Gemma 3: 10,000 against 10^6).
+    cos_l, sin_l = cos_c, sin_c
+    if local_rope is not None and arch.sliding_window:
+        cos_l = g.const("rotary.local_cos_cache", local_rope[0].astype(np.float32))
+        sin_l = g.const("rotary.local_sin_cache", local_rope[1].astype(np.float32))
+    gemma = arch.post_norms
+    scale = float((arch.query_pre_attn_scalar or arch.head_dim) ** -0.5)
 
     embed = weights["embed"]
     if isinstance(embed, QuantizedWeight):
@@ -245,6 +252,9 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
         table = g.const("embed.weight", embed.astype(np.float32))
         hidden = g.op("Gather", [table, "input_ids"], name="embed")[0]
 
+    if arch.family is Family.GEMMA3:  # embeddings times sqrt(hidden), rounded to float32 as transformers does
+        hidden = g.op("Mul", [hidden, g.const("const/embed_scale", np.array(arch.hidden_size ** 0.5, np.float32))],
+                      name="embed/scale")[0]
     residual = hidden
     x = g.op("SimplifiedLayerNormalization", [hidden, g.const("L0.attn_norm", weights["L0.attn_norm"])],
              name="L0/attn_norm", axis=-1, epsilon=eps)[0]
@@ -252,33 +262,44 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
         qkv = g.linear(x, weights[f"L{i}.qkv"], f"L{i}.qkv", weights.get(f"L{i}.qkv_bias"))
         if arch.qk_norm:
             qkv = _qk_norm(g, arch, qkv, weights[f"L{i}.q_norm"], weights[f"L{i}.k_norm"], f"L{i}", eps)
+        window = arch.window_of(i)
+        cs, sn = (cos_l, sin_l) if window else (cos_c, sin_c)
         if own_attention:
             attn = g.op("Attention", [qkv, names["past_key"][i], names["past_value"][i], "seqlens_k",
-                                      "total_sequence_length", cos_c, sin_c],
+                                      "total_sequence_length", cs, sn],
                         n_out=3, name=f"L{i}/attn", domain=EDGELM_DOMAIN, num_heads=arch.num_heads,
-                        kv_num_heads=arch.num_kv_heads, scale=float(arch.head_dim ** -0.5))
+                        kv_num_heads=arch.num_kv_heads, scale=scale, **({"local_window": window} if window else {}))
         else:
             attn = g.op("GroupQueryAttention",
                         [qkv, "", "", names["past_key"][i], names["past_value"][i], "seqlens_k",
-                         "total_sequence_length", cos_c, sin_c],
+                         "total_sequence_length", cs, sn],
                         n_out=3, name=f"L{i}/attn", domain=MS, num_heads=arch.num_heads,
                         kv_num_heads=arch.num_kv_heads, do_rotary=1, rotary_interleaved=0,
-                        scale=float(arch.head_dim ** -0.5))
+                        scale=scale, **({"local_window_size": window} if window else {}))
         g.nodes[-1].output[1] = names["present_key"][i]
         g.nodes[-1].output[2] = names["present_value"][i]
         o = g.linear(attn[0], weights[f"L{i}.o"], f"L{i}.o")
+        if gemma:
+            o = g.op("SimplifiedLayerNormalization", [o, g.const(f"L{i}.post_attn_norm", weights[f"L{i}.post_attn_norm"])],
+                     name=f"L{i}/post_attn_norm", axis=-1, epsilon=eps)[0]
         x, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
                                  [o, residual, g.const(f"L{i}.mlp_norm", weights[f"L{i}.mlp_norm"])],
                                  n_out=4, name=f"L{i}/mlp_norm", domain=MS, epsilon=eps)
         gu = g.linear(x, weights[f"L{i}.gate_up"], f"L{i}.gate_up")
-        if g.fuses_swiglu(weights[f"L{i}.down"]):  # silu(gate) * up inside the down projection
+        if not gemma and g.fuses_swiglu(weights[f"L{i}.down"]):  # silu(gate) * up inside the down projection
             down = g.linear(gu, weights[f"L{i}.down"], f"L{i}.down", swiglu=True)
         else:
             gate, up = g.op("Split", [gu, g.const(f"const/split_{arch.intermediate_size}",
                                                   np.array([arch.intermediate_size] * 2, np.int64))],
                             n_out=2, axis=-1)
-            act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])[0]])[0], up])[0]
+            if gemma:  # GeGLU with the tanh approximation (gelu_pytorch_tanh)
+                act = g.op("Mul", [g.op("Gelu", [gate], approximate="tanh")[0], up])[0]
+            else:
+                act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])[0]])[0], up])[0]
             down = g.linear(act, weights[f"L{i}.down"], f"L{i}.down")
+        if gemma:
+            down = g.op("SimplifiedLayerNormalization", [down, g.const(f"L{i}.post_mlp_norm", weights[f"L{i}.post_mlp_norm"])],
+                        name=f"L{i}/post_mlp_norm", axis=-1, epsilon=eps)[0]
         if i + 1 < arch.num_layers:
             x, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
                                      [down, residual, g.const(f"L{i + 1}.attn_norm", weights[f"L{i + 1}.attn_norm"])],

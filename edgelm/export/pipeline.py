@@ -159,6 +159,8 @@ def prepare_weights(src: LoadedSource, quant: Quant, progress: bool = False) -> 
         out[p + "mlp_norm"] = fw[p + "mlp_norm"]
         if arch.qk_norm:
             out[p + "q_norm"], out[p + "k_norm"] = fw[p + "q_norm"], fw[p + "k_norm"]
+        if arch.post_norms:
+            out[p + "post_attn_norm"], out[p + "post_mlp_norm"] = fw[p + "post_attn_norm"], fw[p + "post_mlp_norm"]
         qkv = [linear(p + n, "attention") for n in ("q", "k", "v")]
         gu = [linear(p + n, "mlp") for n in ("gate", "up")]
         if quant is Quant.FP32:
@@ -261,7 +263,9 @@ def _export_loaded(src: LoadedSource, output: Path, cfg: ExportConfig, st: _Stag
         weights, methods = prepare_weights(src, cfg.quant, progress=cfg.progress)
     with st.stage("build graph"):
         cos, sin = src.rope_cos_sin(arch.max_context)
-        model = build_model(arch, weights, cos, sin, accuracy_level=cfg.accuracy_level, kernel=cfg.kernel)
+        local = src.rope_cos_sin(arch.max_context, local=True) if arch.sliding_window else None
+        model = build_model(arch, weights, cos, sin, accuracy_level=cfg.accuracy_level, kernel=cfg.kernel,
+                            local_rope=local)
         del weights
         weight_bytes = _weight_bytes(model, arch)
         io = graph_io(arch, model, MODEL_FILE)

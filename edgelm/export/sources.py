@@ -27,7 +27,7 @@ import numpy as np
 
 from .._io import cache_dir
 from ..arch import ARCH_PRESETS, SUPPORTED_MODEL_TYPES, Architecture, Family
-from ..errors import SourceError
+from ..errors import ManifestError, SourceError
 from .gguf_blocks import CARRY_OVER_TYPES, blocks_to_weight
 from .kquants import CARRIED_K_TYPES
 from .kquants import to_weight as k_blocks_to_weight
@@ -66,6 +66,7 @@ class LoadedSource:
         out: dict[str, np.ndarray] = {"embed": sd["model.embed_tokens.weight"], "final_norm": sd["model.norm.weight"]}
         if not self.arch.tie_word_embeddings:
             out["head"] = sd["lm_head.weight"]
+        gemma = self.arch.family is Family.GEMMA3
         for i in range(self.arch.num_layers):
             p = f"model.layers.{i}."
             names = {"attn_norm": "input_layernorm.weight", "mlp_norm": "post_attention_layernorm.weight",
@@ -74,18 +75,26 @@ class LoadedSource:
                      "gate": "mlp.gate_proj.weight", "up": "mlp.up_proj.weight", "down": "mlp.down_proj.weight"}
             if self.arch.qk_norm:
                 names.update(q_norm="self_attn.q_norm.weight", k_norm="self_attn.k_norm.weight")
+            if gemma:  # its post_attention_layernorm follows the attention; the MLP's comes before
+                names.update(mlp_norm="pre_feedforward_layernorm.weight",
+                             post_attn_norm="post_attention_layernorm.weight",
+                             post_mlp_norm="post_feedforward_layernorm.weight")
             if self.arch.attention_bias:
                 names.update(q_bias="self_attn.q_proj.bias", k_bias="self_attn.k_proj.bias",
                              v_bias="self_attn.v_proj.bias")
             for short, hf in names.items():
                 out[f"L{i}.{short}"] = sd[p + hf]
+        if gemma:  # Gemma's RMSNorm scales by (1 + w): fold the 1 in, in float32 as it computes
+            for name in [n for n in out if n.endswith("norm")]:
+                out[name] = (np.float32(1.0) + out[name].astype(np.float32)).astype(np.float32)
         return out
 
-    def rope_cos_sin(self, positions: int) -> tuple[np.ndarray, np.ndarray]:
-        """cos/sin tables ``[positions, head_dim/2]`` from the reference model's own rotary module."""
+    def rope_cos_sin(self, positions: int, local: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """cos/sin tables ``[positions, head_dim/2]`` from the reference model's own rotary
+        module (``local``: the sliding-window layers', where the model has its own)."""
         import torch
 
-        rotary = self.model.model.rotary_emb
+        rotary = self.model.model.rotary_emb_local if local else self.model.model.rotary_emb
         inv_freq = rotary.inv_freq.detach().double()
         scaling = float(getattr(rotary, "attention_scaling", 1.0))
         t = torch.arange(positions, dtype=torch.float64)
@@ -224,6 +233,14 @@ def hf_config_for(arch: Architecture, **extra: Any) -> Any:
         return Qwen2Config(**common)
     if arch.family is Family.QWEN3:
         return Qwen3Config(head_dim=arch.head_dim, attention_bias=arch.attention_bias, **common)
+    if arch.family is Family.GEMMA3:
+        from transformers import Gemma3TextConfig
+
+        types = ["full_attention" if arch.window_of(i) == 0 else "sliding_attention" for i in range(arch.num_layers)]
+        return Gemma3TextConfig(head_dim=arch.head_dim, sliding_window=arch.sliding_window or None, layer_types=types,
+                                rope_local_base_freq=arch.rope_local_theta or arch.rope_theta,
+                                query_pre_attn_scalar=arch.query_pre_attn_scalar or arch.head_dim,
+                                final_logit_softcapping=None, attn_logit_softcapping=None, **common)
     return LlamaConfig(head_dim=arch.head_dim, attention_bias=arch.attention_bias, **common)
 
 
@@ -245,16 +262,35 @@ def arch_from_config(config: Any, where: str) -> Architecture:
     if getattr(config, "rope_scaling", None) and config.rope_scaling.get("rope_type", config.rope_scaling.get("type")) not in (
             None, "default", "llama3", "linear", "dynamic"):
         raise SourceError(f"{where}: unsupported rope_scaling {config.rope_scaling}")
-    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", False):
-        raise SourceError(f"{where}: sliding-window attention is not supported")
+    gemma: dict[str, Any] = {}
+    if family is Family.GEMMA3:
+        for key in ("final_logit_softcapping", "attn_logit_softcapping"):
+            if getattr(config, key, None) is not None:
+                raise SourceError(f"{where}: {key} is not supported")
+        if getattr(config, "hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
+            raise SourceError(f"{where}: hidden_activation {config.hidden_activation!r} is not supported "
+                              "(Gemma 3's is gelu_pytorch_tanh)")
+        types = list(getattr(config, "layer_types", None) or [])
+        window = int(getattr(config, "sliding_window", None) or 0)
+        gemma = {"sliding_window": window if "sliding_attention" in types else 0,
+                 "global_layers": tuple(i for i, t in enumerate(types) if t != "sliding_attention"),
+                 "rope_local_theta": float(getattr(config, "rope_local_base_freq", 0.0) or 0.0),
+                 "query_pre_attn_scalar": float(getattr(config, "query_pre_attn_scalar", 0.0) or 0.0)}
+        if not gemma["sliding_window"]:
+            gemma["global_layers"] = ()
+    elif getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", False):
+        raise SourceError(f"{where}: sliding-window attention is supported for gemma3_text only")
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     bias = bool(getattr(config, "attention_bias", False)) or family is Family.QWEN2
-    return Architecture(family, config.num_hidden_layers, config.hidden_size, heads,
-                        getattr(config, "num_key_value_heads", None) or heads, head_dim,
-                        config.intermediate_size, config.vocab_size, config.max_position_embeddings,
-                        float(getattr(config, "rope_theta", 10000.0)), float(config.rms_norm_eps),
-                        bool(getattr(config, "tie_word_embeddings", False)), bias)
+    try:
+        return Architecture(family, config.num_hidden_layers, config.hidden_size, heads,
+                            getattr(config, "num_key_value_heads", None) or heads, head_dim,
+                            config.intermediate_size, config.vocab_size, config.max_position_embeddings,
+                            float(getattr(config, "rope_theta", 10000.0)), float(config.rms_norm_eps),
+                            bool(getattr(config, "tie_word_embeddings", False)), bias, **gemma)
+    except ManifestError as e:
+        raise SourceError(f"{where}: {e}") from None
 
 
 def _load_hf_folder(path: Path, say: Callable[[str], None]) -> LoadedSource:

@@ -25,7 +25,8 @@ def sweep(device: DeviceProfile, tokens_per_day: float, context: int, app_dram_s
 
 #: The named shapes ``plan --sweep`` lists beside the parameter sweep: the models people
 #: ship on devices (random-weight presets of their published shapes, and SmolLM2-135M).
-SWEEP_PRESETS = ("smollm2-135m", "smollm2-360m", "mobilellm-350m", "qwen3-0.6b", "mobilellm-1b", "llama3.2-1b")
+SWEEP_PRESETS = ("smollm2-135m", "gemma3-270m", "smollm2-360m", "mobilellm-350m", "qwen3-0.6b", "gemma3-1b",
+                 "mobilellm-1b", "llama3.2-1b")
 
 
 def sweep_presets(device: DeviceProfile, tokens_per_day: float, context: int, app_dram_share: float,

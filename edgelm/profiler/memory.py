@@ -98,7 +98,8 @@ def weights_bytes_for(arch: Architecture, quant: Quant, block_size: int = 32, li
     linear = arch.parameter_count() - v * h * (1 if arch.tie_word_embeddings else 2) - h * (2 * arch.num_layers + 1)
     table = v * h * (1 if arch.tie_word_embeddings else 2)
     rotary = arch.max_context * arch.head_dim * 4
-    norms = (h * (2 * arch.num_layers + 1) + (2 * arch.head_dim * arch.num_layers if arch.qk_norm else 0)) * 4
+    per_layer_norms = 2 * h + (2 * arch.head_dim if arch.qk_norm else 0) + (2 * h if arch.post_norms else 0)
+    norms = (h + per_layer_norms * arch.num_layers) * 4
     if quant is Quant.FP32:
         return 4.0 * (linear + table) + rotary + norms
     bits = 4 if quant is Quant.INT4 else 8

@@ -9,7 +9,9 @@
  *            total_sequence_length int32 scalar (the largest of those, plus one);
  *            cos_cache, sin_cache [P, D/2]
  *   outputs  out [B, S, H D]; present_key, present_value [B, Hkv, C, D]
- *   attrs    num_heads (H), kv_num_heads (Hkv), scale (float, default 1/sqrt(D))
+ *   attrs    num_heads (H), kv_num_heads (Hkv), scale (float, default 1/sqrt(D)),
+ *            local_window (int, default 0: none): a query at position p attends to keys
+ *            max(0, p - local_window + 1) .. p only (Gemma 3's sliding-window layers)
  *
  * Sequence b's S new tokens sit at positions seqlens_k[b] + 1 - S .. seqlens_k[b]: their
  * rotated keys and values are written into those rows of b's cache, then each query attends
@@ -37,7 +39,8 @@
 typedef struct {
     const OrtApi* api;
     int64_t heads, kv_heads;
-    float scale; /* 0: 1/sqrt(D) */
+    int64_t window; /* 0: the whole sequence */
+    float scale;    /* 0: 1/sqrt(D) */
 } AttnKernel;
 
 typedef struct {
@@ -48,7 +51,7 @@ typedef struct {
     const float* sin_c;
     float* out;
     const int64_t* past; /* [B]: sequence b's tokens before this step */
-    int64_t s, cap, d, heads, kv_heads, row_tasks;
+    int64_t s, cap, d, heads, kv_heads, row_tasks, window;
     float scale;
     AttendRowFn attend_row; /* the kernel table's */
 } AttnJob;
@@ -82,8 +85,9 @@ static void attn_task(void* data, size_t index) {
     float q[MAX_HEAD_DIM];
     for (int64_t r = r0; r < r1; r++) {
         const int64_t p = job->past[b] + r;
+        const int64_t first = job->window > 0 && p + 1 > job->window ? p + 1 - job->window : 0;
         rotate(x + r * width + h * d, job->cos_c, job->sin_c, p, d, job->scale, q);
-        job->attend_row(q, k, v, p + 1, d, out + (r * job->heads + h) * d);
+        job->attend_row(q, k + first * d, v + first * d, p + 1 - first, d, out + (r * job->heads + h) * d);
     }
 }
 
@@ -174,7 +178,7 @@ static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
         }
 
     AttnJob job = {x, (const uint16_t*)kc, (const uint16_t*)vc, (const float*)cosv, (const float*)sinv, (float*)out,
-                   past, S, C, D, H, G, (S + PREFILL_ROWS - 1) / PREFILL_ROWS,
+                   past, S, C, D, H, G, (S + PREFILL_ROWS - 1) / PREFILL_ROWS, kern->window,
                    kern->scale > 0.0f ? kern->scale : 1.0f / sqrtf((float)D), ops->attend_row};
     const size_t tasks = (size_t)(B * H * job.row_tasks);
     return FN(api, API_KernelContext_ParallelFor, KernelContextParallelForFn)(ctx, attn_task, tasks, 0, &job);
@@ -194,12 +198,20 @@ static OrtStatus* attn_create(const OrtCustomOp* op, const OrtApi* api, const Or
         FN(api, API_ReleaseStatus, ReleaseStatusFn)(missing);
         scale = 0.0f;
     }
+    int64_t window = 0;
+    missing = attr(info, "local_window", &window);
+    if (missing) { /* optional */
+        FN(api, API_ReleaseStatus, ReleaseStatusFn)(missing);
+        window = 0;
+    }
+    if (window < 0) return error(api, "Attention: local_window must be >= 0");
     AttnKernel* kern = (AttnKernel*)calloc(1, sizeof(AttnKernel));
     if (!kern) return FN(api, API_CreateStatus, CreateStatusFn)(ORT_FAIL, "Attention: out of memory");
     kern->api = api;
     kern->heads = heads;
     kern->kv_heads = kv_heads;
     kern->scale = scale;
+    kern->window = window;
     *out = kern;
     return NULL;
 }

@@ -121,3 +121,11 @@ def test_qwen3_preset_has_the_published_shape() -> None:
     assert a.parameter_count() == pytest.approx(596e6, rel=0.01)
     assert a.parameter_count() - 151936 * 1024 == pytest.approx(440e6, rel=0.01)
     assert p.report.memory.kv_cache_bytes == 2 * 28 * 8 * 128 * 2048 * 2
+
+
+@pytest.mark.parametrize("name,params,window_layers", [("gemma3-270m", 268e6, 15), ("gemma3-1b", 1000e6, 22)])
+def test_gemma3_presets_have_the_published_shapes(name: str, params: float, window_layers: int) -> None:
+    a = plan("pixel-8-pro", model=name, tokens_per_day=1000).report.model.arch
+    assert a.parameter_count() == pytest.approx(params, rel=0.01)
+    assert a.qk_norm and a.post_norms and a.head_dim == 256 and a.num_kv_heads == 1
+    assert sum(a.window_of(i) == 512 for i in range(a.num_layers)) == window_layers

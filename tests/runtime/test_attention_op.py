@@ -28,9 +28,11 @@ pytestmark = pytest.mark.skipif(ortops.library_path() is None, reason="edgelm._o
 H, G, D, CAP, POS = 6, 2, 64, 48, 64
 
 
-def _model(op: str, heads: int = H, kv: int = G) -> bytes:
+def _model(op: str, heads: int = H, kv: int = G, window: int = 0) -> bytes:
     ms = op == "GroupQueryAttention"
     attrs: dict[str, object] = {"num_heads": heads, "kv_num_heads": kv, "scale": float(D ** -0.5)}
+    if window:  # the same window: a query sees itself and the window - 1 keys before it
+        attrs["local_window_size" if ms else "local_window"] = window
     if ms:
         attrs.update(do_rotary=1, rotary_interleaved=0)
         inputs = ["qkv", "", "", "pk", "pv", "seqlens_k", "total", "cos", "sin"]
@@ -64,11 +66,11 @@ def _rotary() -> tuple[np.ndarray, np.ndarray]:
 class _Runner:
     """One session with its cache bound in place, stepped like edgelm's DecoderSession."""
 
-    def __init__(self, op: str, threads: int = 2) -> None:
+    def __init__(self, op: str, threads: int = 2, window: int = 0) -> None:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         assert ortops.register(so)
-        self.sess = ort.InferenceSession(_model(op), so, providers=["CPUExecutionProvider"])
+        self.sess = ort.InferenceSession(_model(op, window=window), so, providers=["CPUExecutionProvider"])
         self.cos, self.sin = _rotary()
         rng = np.random.default_rng(7)  # stale rows past the sequence must never be read
         dt = np.float32 if op == "GroupQueryAttention" else np.float16
@@ -101,9 +103,9 @@ def _schedule() -> list[tuple[int, int]]:
     return steps
 
 
-def _compare() -> dict[str, float]:
+def _compare(window: int = 0) -> dict[str, float]:
     rng = np.random.default_rng(0)
-    ref, ours = _Runner("GroupQueryAttention"), _Runner("Attention")
+    ref, ours = _Runner("GroupQueryAttention", window=window), _Runner("Attention", window=window)
     worst_out = 0.0
     total = 0
     for past, n in _schedule():
@@ -145,8 +147,11 @@ def _ok(err: dict[str, float]) -> bool:
     return err["out"] < 2e-3 and err["k"] <= 2.0 ** -10 and err["v_rounded_equal"] is True
 
 
-def test_matches_group_query_attention_through_prompt_decode_and_rewind() -> None:
-    err = _compare()
+@pytest.mark.parametrize("window", [0, 5])
+def test_matches_group_query_attention_through_prompt_decode_and_rewind(window: int) -> None:
+    """With a sliding window (Gemma 3's local layers) too: the 13-token prompt and the decode
+    run past a 5-key window."""
+    err = _compare(window)
     assert _ok(err), err
 
 

@@ -39,7 +39,7 @@ def test_greedy_generate_equals_transformers(tiny_fp32: Path, tiny_models: dict[
     assert text == model.tokenizer.decode(ref_tokens)
 
 
-@pytest.mark.parametrize("variant", ["qwen3", "qwen2-bias", "llama-untied", "llama3-rope"])
+@pytest.mark.parametrize("variant", ["qwen3", "gemma3", "qwen2-bias", "llama-untied", "llama3-rope"])
 def test_greedy_generate_equals_transformers_for_each_family(variant: str, tiny_models: dict[str, Path],
                                                             tmp_path: Path) -> None:
     """The fp32 export of each family's tiny model (Qwen3's per-head q/k norms, Qwen2's QKV

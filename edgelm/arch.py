@@ -135,6 +135,16 @@ class Architecture:
         residual add (Gemma 3: four norms a layer)."""
         return self.family is Family.GEMMA3
 
+    @property
+    def gelu_mlp(self) -> bool:
+        """Whether the MLP gates with tanh-approximated GELU (GeGLU, Gemma 3) instead of SiLU."""
+        return self.family is Family.GEMMA3
+
+    @property
+    def embedding_scale(self) -> float:
+        """What the embedding rows are multiplied by (Gemma 3: sqrt(hidden); 1 otherwise)."""
+        return self.hidden_size ** 0.5 if self.family is Family.GEMMA3 else 1.0
+
     def window_of(self, layer: int) -> int:
         """Keys layer ``layer`` attends to at most (0: all)."""
         return 0 if self.sliding_window == 0 or layer in self.global_layers else self.sliding_window

@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..arch import Architecture, Family
+from ..arch import Architecture
 from ..errors import ExportError
 from ..manifest import LINEAR_KERNELS as KERNELS
 from ..manifest import IOSpec, KVDtype, Quant, kv_dtype_for
@@ -194,7 +194,7 @@ class _Builder:
 
 def _qk_norm(g: _Builder, arch: Architecture, qkv: str, q_w: np.ndarray, k_w: np.ndarray, name: str,
              eps: float) -> str:
-    """Qwen3's per-head RMSNorm of the packed projection's q and k parts (over head_dim,
+    """Qwen3's and Gemma 3's per-head RMSNorm of the packed projection's q and k parts (over head_dim,
     before the rotary embedding the attention operator applies): split, view as heads,
     normalise, view back, concatenate."""
     h, kv, d = arch.num_heads, arch.num_kv_heads, arch.head_dim
@@ -228,7 +228,6 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
     if local_rope is not None and arch.sliding_window:
         cos_l = g.const("rotary.local_cos_cache", local_rope[0].astype(np.float32))
         sin_l = g.const("rotary.local_sin_cache", local_rope[1].astype(np.float32))
-    gemma = arch.post_norms
     scale = float((arch.query_pre_attn_scalar or arch.head_dim) ** -0.5)
 
     embed = weights["embed"]
@@ -252,8 +251,8 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
         table = g.const("embed.weight", embed.astype(np.float32))
         hidden = g.op("Gather", [table, "input_ids"], name="embed")[0]
 
-    if arch.family is Family.GEMMA3:  # embeddings times sqrt(hidden), rounded to float32 as transformers does
-        hidden = g.op("Mul", [hidden, g.const("const/embed_scale", np.array(arch.hidden_size ** 0.5, np.float32))],
+    if arch.embedding_scale != 1.0:  # rounded to float32, as transformers does
+        hidden = g.op("Mul", [hidden, g.const("const/embed_scale", np.array(arch.embedding_scale, np.float32))],
                       name="embed/scale")[0]
     residual = hidden
     x = g.op("SimplifiedLayerNormalization", [hidden, g.const("L0.attn_norm", weights["L0.attn_norm"])],
@@ -279,25 +278,25 @@ def build_model(arch: Architecture, weights: dict[str, Any], cos: np.ndarray, si
         g.nodes[-1].output[1] = names["present_key"][i]
         g.nodes[-1].output[2] = names["present_value"][i]
         o = g.linear(attn[0], weights[f"L{i}.o"], f"L{i}.o")
-        if gemma:
+        if arch.post_norms:
             o = g.op("SimplifiedLayerNormalization", [o, g.const(f"L{i}.post_attn_norm", weights[f"L{i}.post_attn_norm"])],
                      name=f"L{i}/post_attn_norm", axis=-1, epsilon=eps)[0]
         x, _, _, residual = g.op("SkipSimplifiedLayerNormalization",
                                  [o, residual, g.const(f"L{i}.mlp_norm", weights[f"L{i}.mlp_norm"])],
                                  n_out=4, name=f"L{i}/mlp_norm", domain=MS, epsilon=eps)
         gu = g.linear(x, weights[f"L{i}.gate_up"], f"L{i}.gate_up")
-        if not gemma and g.fuses_swiglu(weights[f"L{i}.down"]):  # silu(gate) * up inside the down projection
+        if not arch.gelu_mlp and g.fuses_swiglu(weights[f"L{i}.down"]):  # silu(gate) * up inside the down projection
             down = g.linear(gu, weights[f"L{i}.down"], f"L{i}.down", swiglu=True)
         else:
             gate, up = g.op("Split", [gu, g.const(f"const/split_{arch.intermediate_size}",
                                                   np.array([arch.intermediate_size] * 2, np.int64))],
                             n_out=2, axis=-1)
-            if gemma:  # GeGLU with the tanh approximation (gelu_pytorch_tanh)
+            if arch.gelu_mlp:  # GeGLU with the tanh approximation (gelu_pytorch_tanh)
                 act = g.op("Mul", [g.op("Gelu", [gate], approximate="tanh")[0], up])[0]
             else:
                 act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])[0]])[0], up])[0]
             down = g.linear(act, weights[f"L{i}.down"], f"L{i}.down")
-        if gemma:
+        if arch.post_norms:
             down = g.op("SimplifiedLayerNormalization", [down, g.const(f"L{i}.post_mlp_norm", weights[f"L{i}.post_mlp_norm"])],
                         name=f"L{i}/post_mlp_norm", axis=-1, epsilon=eps)[0]
         if i + 1 < arch.num_layers:

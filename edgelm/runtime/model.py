@@ -34,6 +34,10 @@ class _Stop:
     eos_ids: frozenset[int]
     strings: tuple[str, ...]
 
+    def find(self, text: str) -> int:
+        """Where the first of the stop strings in ``text`` starts, or -1."""
+        return min((text.find(s) for s in self.strings if s and s in text), default=-1)
+
 
 class Model:
     def __init__(self, folder: Path, manifest: Manifest, session: DecoderSession, tokenizer: Any) -> None:
@@ -268,14 +272,14 @@ class Model:
 
         def finished(i: int, tok: int) -> bool:
             out[i].append(tok)
-            return bool(stop.strings) and any(s and s in self.tokenizer.decode(out[i]) for s in stop.strings)
+            return bool(stop.strings) and stop.find(self.tokenizer.decode(out[i])) >= 0
 
         for _ in self._parallel_tokens(ids, n, budget, params, stop.eos_ids, finished):
             pass
         texts = []
         for toks in out:
             text = self.tokenizer.decode(toks)
-            hit = min((text.find(s) for s in stop.strings if s and s in text), default=-1)
+            hit = stop.find(text)
             texts.append(text[:hit] if hit >= 0 else text)
         return texts
 
@@ -305,7 +309,7 @@ class Model:
                 break
             out.append(tok)
             text = self.tokenizer.decode(out)
-            hit = min((text.find(s) for s in stop.strings if s and s in text), default=-1)
+            hit = stop.find(text)
             if hit >= 0:
                 if hit > emitted:
                     yield text[emitted:hit]
@@ -323,7 +327,7 @@ class Model:
                 yield text[emitted:safe]
                 emitted = safe
         text = self.tokenizer.decode(out)
-        if len(text) > emitted and not any(s and s in text for s in stop.strings):
+        if len(text) > emitted and stop.find(text) < 0:
             yield text[emitted:]
 
 

@@ -492,8 +492,11 @@ def _gguf_carry_over(reader: Any, arch: Architecture) -> dict[str, QuantizedWeig
             canon = f"L{int(idx)}.{_GGUF_LAYER_NAMES[kind]}"
         else:
             continue
-        w = (blocks_to_weight(type_name, t.data, n, k) if type_name in CARRY_OVER_TYPES
-             else k_blocks_to_weight(type_name, t.data, n, k))
+        try:
+            w = (blocks_to_weight(type_name, t.data, n, k) if type_name in CARRY_OVER_TYPES
+                 else k_blocks_to_weight(type_name, t.data, n, k))
+        except ValueError as e:  # a tensor whose bytes do not match its shape and type
+            raise SourceError(f"GGUF tensor {t.name} ({type_name}, {n} x {k}): {e}") from None
         if arch.family is Family.LLAMA and canon.endswith((".q", ".k")):
             # llama.cpp permutes Q/K rows for its interleaved rotary; undo it as transformers does.
             heads = arch.num_heads if canon.endswith(".q") else arch.num_kv_heads

@@ -147,3 +147,17 @@ def test_lookup_fields_of_a_record_are_checked(field: tuple[str, ...], value: ob
     del d["tokens_per_pass"], d["settings"]["lookup"]  # records stored before lookup existed
     if field == ("tokens_per_pass",):
         assert BenchRecord.from_dict(d).tokens_per_pass == 1.0
+
+
+@pytest.mark.parametrize("value", [0, 65, -3, 2.5, "four", True])
+def test_the_sequences_of_a_record_are_checked(value: object) -> None:
+    """A stored or a phone's record claiming 0, too many, a fractional or a non-integer
+    number of parallel sequences is refused, naming the field; one from before parallel
+    decoding reads as one sequence."""
+    d = make_record().to_dict()
+    assert d["settings"]["sequences"] == 1
+    d["settings"]["sequences"] = value
+    with pytest.raises(RecordError, match="settings.sequences"):
+        BenchRecord.from_dict(d)
+    del d["settings"]["sequences"]
+    assert BenchRecord.from_dict(d).settings.sequences == 1

@@ -97,3 +97,18 @@ def test_a_q4_k_m_style_gguf_exports_with_the_split_and_its_agreement(smollm2_gg
     assert "gguf:Q4_1 (exact)" in mlp and "asym" in mlp  # gate/up as shipped; Q6_K's down re-rounded
     v = m.verification
     assert v is not None and v.passed and v.top1_agreement >= 0.95 and v.mean_kl < 0.05
+
+
+def test_a_k_quant_tensor_that_lies_about_its_size_is_a_source_error() -> None:
+    """The carry-over reads a GGUF tensor's raw bytes itself: bytes that do not fit the
+    shape the file claims are one SourceError naming the tensor, not a numpy traceback."""
+    from types import SimpleNamespace
+
+    from edgelm.errors import SourceError
+    from edgelm.export.sources import _gguf_carry_over
+    from tests.conftest import TINY_VARIANTS
+
+    t = SimpleNamespace(tensor_type=SimpleNamespace(name="Q4_K"), shape=np.array([512, 4]),
+                        name="blk.0.ffn_down.weight", data=np.zeros(100, np.uint8))
+    with pytest.raises(SourceError, match="blk.0.ffn_down.weight"):
+        _gguf_carry_over(SimpleNamespace(tensors=[t]), TINY_VARIANTS["llama-tied"])

@@ -255,3 +255,12 @@ def test_a_batch_gives_each_sequence_the_bits_of_a_batch_of_one() -> None:
             assert np.array_equal(out[b:b + 1], o1) and np.array_equal(k[b:b + 1], k1) and np.array_equal(v[b:b + 1], v1)
             assert np.array_equal(k[b, :, ends[b]:], k0[b, :, ends[b]:]), "a row past the sequence was written"
         lengths = ends
+
+
+def test_a_negative_window_is_refused_at_load() -> None:
+    """local_window comes from a downloaded graph: a negative one is an error, not a read
+    before the cache."""
+    so = ort.SessionOptions()
+    assert ortops.register(so)
+    with pytest.raises(Exception, match="local_window must be >= 0"):
+        ort.InferenceSession(_model("Attention", window=-4), so, providers=["CPUExecutionProvider"])

@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import ManifestError
 
-__all__ = ["Family", "KVDtype", "kv_bytes_per_value", "Architecture", "ARCH_PRESETS", "REFERENCE_SHAPES",
+__all__ = ["Family", "KVDtype", "kv_bytes_per_value", "RING_SLACK", "ring_cache", "Architecture", "ARCH_PRESETS", "REFERENCE_SHAPES",
            "SUPPORTED_MODEL_TYPES", "fit_ffn", "shape_for_params"]
 
 
@@ -27,6 +27,18 @@ class KVDtype(str, Enum):
 def kv_bytes_per_value(kv_dtype: KVDtype | str) -> int:
     """Bytes of one K or V value: the one place the KV dtype becomes a size."""
     return 2 if KVDtype(kv_dtype) is KVDtype.FLOAT16 else 4
+
+
+#: Rows a window layer's ring keeps beyond its window: the most tokens one step may append
+#: once the ring has wrapped (RING_SLACK + 1), and the furthest the runtime can rewind.
+RING_SLACK = 128
+
+
+def ring_cache(kv_dtype: KVDtype | str) -> bool:
+    """Whether window layers keep a ring of their window's rows instead of the whole
+    context: under edgelm's Attention operator, whose cache is float16 (GroupQueryAttention,
+    with its float32 cache, reads a cache of every position)."""
+    return KVDtype(kv_dtype) is KVDtype.FLOAT16
 
 
 class Family(str, Enum):
@@ -169,16 +181,31 @@ class Architecture:
         head = 0 if self.tie_word_embeddings else self.vocab_size * h
         return self.num_layers * per_layer + emb + head + h
 
+    def kv_rows(self, layer: int, context: int, ring: bool = True) -> int:
+        """Rows of layer ``layer``'s cache for ``context`` tokens: a window layer's ring
+        (with ``ring``) holds its window and RING_SLACK more, or the context if that is less."""
+        window = self.window_of(layer)
+        return min(context, window + RING_SLACK) if ring and window else context
+
     def kv_cache_shape(self, context: int, sequences: int = 1) -> tuple[int, int, int, int]:
-        """One layer's K (or V) cache for ``context`` tokens of each of ``sequences``, BNSH."""
+        """A K (or V) cache of ``context`` rows for each of ``sequences``, BNSH."""
         return (sequences, self.num_kv_heads, context, self.head_dim)
 
     def kv_cache_bytes(self, context: int, kv_dtype: KVDtype | str, sequences: int = 1) -> int:
         """Bytes of every layer's K and V cache for ``context`` tokens of each of
-        ``sequences``: what the runtime allocates, the memory model counts and a decode step
-        reads (of the rows in use)."""
-        return (2 * self.num_layers * self.num_kv_heads * self.head_dim * context * sequences
-                * kv_bytes_per_value(kv_dtype))
+        ``sequences``: what the runtime allocates and the memory model counts (a window
+        layer's ring, where the cache's operator keeps one: ring_cache)."""
+        ring = ring_cache(kv_dtype)
+        rows = sum(self.kv_rows(i, context, ring) for i in range(self.num_layers))
+        return 2 * self.num_kv_heads * self.head_dim * rows * sequences * kv_bytes_per_value(kv_dtype)
+
+    def kv_read_bytes(self, context: int, kv_dtype: KVDtype | str) -> int:
+        """Bytes of K and V a decode step reads at ``context`` tokens: each layer's rows in
+        use, a window layer's window (under edgelm's operator, which reads no others)."""
+        ring = ring_cache(kv_dtype)
+        rows = sum(min(context, self.window_of(i)) if ring and self.window_of(i) else context
+                   for i in range(self.num_layers))
+        return 2 * self.num_kv_heads * self.head_dim * rows * kv_bytes_per_value(kv_dtype)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -97,8 +97,9 @@ def bench_context(prompt_tokens: int, new_tokens: int) -> int:
 def bytes_per_token(arch: Architecture, weights_bytes: float, context_tokens: int,
                     kv_dtype: KVDtype | str = KVDtype.FLOAT32) -> float:
     """Weights streamed once per token (a tied table is read once, by the head: the
-    embedding reads one row) plus the KV cache read at ``context_tokens``."""
-    return weights_bytes + arch.kv_cache_bytes(context_tokens, kv_dtype)
+    embedding reads one row) plus the KV cache read at ``context_tokens`` (a window layer's
+    window at most)."""
+    return weights_bytes + arch.kv_read_bytes(context_tokens, kv_dtype)
 
 
 def macs_per_token(arch: Architecture, context_tokens: int) -> float:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..arch import ARCH_PRESETS, SMOLLM2_135M, Architecture, Family, KVDtype, fit_ffn
+from ..arch import ARCH_PRESETS, SMOLLM2_135M, Architecture, Family, KVDtype, fit_ffn, ring_cache
 from ..errors import ProfileError
 from ..manifest import Quant, kv_dtype_for, read_manifest
 from .devices import DeviceProfile, get_profile
@@ -133,6 +133,16 @@ def _mb(x: float) -> str:
     return f"{x / 1e6:,.1f} MB"
 
 
+def _ring_note(r: ProfileReport) -> str:
+    """Where window layers keep rings: how many, of how many rows (what the KV figure counts)."""
+    a, context = r.model.arch, r.memory.context
+    kv_dtype = r.model.kv_dtype or kv_dtype_for(r.model.quant, r.model.linear_kernel)
+    rings = [i for i in range(a.num_layers) if a.kv_rows(i, context, ring_cache(kv_dtype)) < context]
+    if not rings:
+        return ""
+    return f"  ({len(rings)} window layers keep rings of {a.kv_rows(rings[0], context)} rows)"
+
+
 def format_report(r: ProfileReport) -> str:
     m, e, d = r.memory, r.energy, r.device
     a = r.model.arch
@@ -141,7 +151,7 @@ def format_report(r: ProfileReport) -> str:
              f"  DRAM at context {m.context}:",
              f"    weights (file)        {_mb(m.weights_file_bytes):>12}",
              f"    weights (resident)    {_mb(m.weights_resident_bytes):>12}",
-             f"    KV cache              {_mb(m.kv_cache_bytes):>12}",
+             f"    KV cache              {_mb(m.kv_cache_bytes):>12}{_ring_note(r)}",
              f"    prefill workspace     {_mb(m.workspace_bytes):>12}  ({m.prompt_tokens}-token prompt)",
              f"    runtime + tokenizer   {_mb(m.runtime_bytes + m.tokenizer_bytes):>12}",
              f"    peak                  {_mb(m.peak_bytes):>12}",

@@ -143,6 +143,8 @@ class Model:
         limit = min(len(held), len(ids) - 1, self.session.length)  # step at least one token
         while common < limit and held[common] == ids[common]:
             common += 1
+        if not self.session.can_rewind(common):  # a window layer's ring has moved past it
+            common = 0
         self.session.rewind(common)
         self._cached_ids = held[:common]
         self.reused_tokens = common
@@ -260,8 +262,11 @@ class Model:
                 rows = self.session.step_batch(tokens)
         finally:  # every sequence's first len(ids) rows are the prompt's: keep those
             self.session.join()
-            self.session.rewind(len(ids))
-            self._cached_ids = list(ids)
+            if self.session.can_rewind(len(ids)):
+                self.session.rewind(len(ids))
+                self._cached_ids = list(ids)
+            else:  # a window layer's ring has moved on: the next prompt is computed afresh
+                self.reset()
 
     def _samples(self, ids: list[int], n: int, max_new_tokens: int, params: SamplingParams,
                  stop: _Stop) -> list[str]:

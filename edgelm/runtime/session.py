@@ -6,6 +6,11 @@ capacity ``context`` tokens, bound as both the past input and the present output
 attention operator, so no step copies or reallocates it. Logits are bound to one preallocated
 buffer: the last position only, or the last few when drafted tokens are verified.
 
+A window layer (Gemma 3's sliding-window attention) under edgelm's operator keeps a ring of
+its window's rows and RING_SLACK more instead of the whole context: a prompt longer than the
+slack is then computed in chunks, and a rewind reaches back at most RING_SLACK + 1 tokens
+(the prompt cache falls back to recomputing beyond that).
+
 A session loaded for ``sequences`` > 1 holds that many caches side by side (the batch
 dimension): the prompt is computed once for sequence 0, :meth:`DecoderSession.fork` copies
 its rows to the others, and :meth:`DecoderSession.step_batch` then advances all of them by
@@ -20,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arch import Architecture
+from ..arch import Architecture, ring_cache
 from ..errors import RuntimeLoadError
 from ..manifest import IOSpec
 from . import ortops
@@ -116,13 +121,21 @@ class DecoderSession:
                                    f"{_one_line(e)}") from e
         _check_graph(self.session, arch, io, onnx_path)
         self.sequences = sequences
-        shape = arch.kv_cache_shape(self.context, sequences)
         # float16 under edgelm's Attention operator, float32 under GroupQueryAttention: the
         # manifest says which (and the graph was checked to agree). np.full touches every
         # page: the cache is committed at load, not at the first long conversation (an app
-        # should fail to start, not run out of memory later).
+        # should fail to start, not run out of memory later). A window layer's ring under
+        # edgelm's operator has fewer rows than the context (arch.kv_rows).
         self.kv_dtype = np.dtype(io.kv_dtype.value)
-        self._caches = [np.full(shape, 0.0, self.kv_dtype) for _ in range(2 * arch.num_layers)]
+        ring = ring_cache(io.kv_dtype)
+        rows = [arch.kv_rows(i, self.context, ring) for i in range(arch.num_layers)]
+        self._caches = [np.full(arch.kv_cache_shape(rows[i % arch.num_layers], sequences), 0.0, self.kv_dtype)
+                        for i in range(2 * arch.num_layers)]
+        # (window, rows) of the rings that wrap: each step fits rows - window + 1 tokens, and
+        # the oldest position each ring still holds bounds a rewind.
+        self._rings = sorted({(arch.window_of(i), r) for i, r in enumerate(rows) if r < self.context})
+        self.max_step = min((r - w + 1 for w, r in self._rings), default=None)
+        self._oldest = [0] * len(self._rings)
         self._bindings: dict[int, Any] = {}
         self._logits = np.zeros((max(MAX_LOGIT_ROWS, sequences), arch.vocab_size), np.float32)
         self._rows = np.ones(1, np.int64)
@@ -161,12 +174,14 @@ class DecoderSession:
 
     @property
     def kv_cache_bytes(self) -> int:
-        return self.arch.kv_cache_bytes(self.context, self.io.kv_dtype, self.sequences)
+        """Bytes of the caches allocated (arch.kv_cache_bytes, which the memory model counts)."""
+        return sum(c.nbytes for c in self._caches)
 
     def reset(self) -> None:
         """Forget the sequence (the cache keeps its memory; stale rows are never read)."""
         self.length = 0
         self.batch = 1
+        self._oldest = [0] * len(self._rings)
 
     def fork(self, n: int) -> None:
         """Make ``n`` sequences of the one in the cache: its rows are copied to sequences
@@ -177,7 +192,7 @@ class DecoderSession:
             raise RuntimeLoadError(f"{n} sequences do not fit this session: it was loaded for "
                                    f"{self.sequences} (load with sequences={n} or more)")
         for cache in self._caches:
-            cache[1:n, :, :self.length] = cache[0:1, :, :self.length]
+            cache[1:n, :, :self.length] = cache[0:1, :, :self.length]  # a ring's rows: all of them
         self.batch = n
 
     def keep(self, slots: list[int]) -> None:
@@ -203,17 +218,32 @@ class DecoderSession:
         ids = np.ascontiguousarray(np.asarray(token_ids, dtype=np.int64).reshape(-1, 1))
         if ids.shape[0] != self.batch:
             raise ValueError(f"step_batch() needs one token for each of the {self.batch} sequences, got {ids.shape[0]}")
-        self._bind_logits(self.batch, 1)
-        self._run(ids)
+        self._run(ids, 1)
         view = self._logits[:self.batch].view()
         view.flags.writeable = False
         return view
 
-    def _run(self, ids: np.ndarray) -> None:
+    def _run(self, ids: np.ndarray, rows: int) -> None:
+        """Step ``ids`` ([batch, n]) and leave the logits of the last ``rows`` positions in
+        the bound buffer: in one pass, or in passes of at most max_step tokens where a
+        window layer's ring would otherwise overwrite keys the step needs."""
         batch, n = ids.shape
         if self.length + n > self.context:
             raise RuntimeLoadError(f"sequence of {self.length + n} tokens exceeds the KV cache of "
                                    f"{self.context} tokens (load with a larger context)")
+        limit = self.max_step
+        if limit is not None and n > limit:
+            last = max(rows, (n - 1) % limit + 1)  # the last pass holds every row asked for
+            self._bind_logits(batch, 1)
+            for a in range(0, n - last, limit):
+                self._pass(ids[:, a:min(a + limit, n - last)])
+            ids = ids[:, n - last:]
+        self._bind_logits(batch, rows)
+        self._pass(ids)
+
+    def _pass(self, ids: np.ndarray) -> None:
+        batch, n = ids.shape
+        ids = np.ascontiguousarray(ids)
         seqlens = self._seqlens[:batch]
         seqlens[:] = self.length + n - 1
         self._total[...] = self.length + n
@@ -226,12 +256,26 @@ class DecoderSession:
         except Exception as e:  # an operator's error (bad tensors in a hostile graph, say)
             raise RuntimeLoadError(f"ONNX Runtime failed while running the model: {_one_line(e)}") from e
         self.length += n
+        for j, (_, r) in enumerate(self._rings):
+            self._oldest[j] = max(self._oldest[j], self.length - r)
+
+    def can_rewind(self, length: int) -> bool:
+        """Whether :meth:`rewind` to ``length`` keeps every key the next query needs: always,
+        but for a window layer's ring that has since overwritten them."""
+        if not 0 <= length <= self.length:
+            return False
+        return length == 0 or all(max(0, length - w + 1) >= old for (w, _), old in zip(self._rings, self._oldest))
 
     def rewind(self, length: int) -> None:
         """Keep only the first ``length`` tokens of the sequence (later rows get overwritten)."""
         if not 0 <= length <= self.length:
             raise ValueError(f"cannot rewind to {length} tokens: the cache holds {self.length}")
+        if not self.can_rewind(length):
+            raise ValueError(f"cannot rewind to {length} tokens: a window layer's ring no longer holds the keys "
+                             f"they need (it reaches back {min(r - w for w, r in self._rings) + 1} tokens)")
         self.length = length
+        if length == 0:
+            self._oldest = [0] * len(self._rings)
 
     def step(self, token_ids: np.ndarray | list[int], copy: bool = True, rows: int = 1) -> np.ndarray:
         """Append ``token_ids`` to the sequence and return the next-token logits, ``[vocab]``
@@ -248,8 +292,7 @@ class DecoderSession:
             raise ValueError(f"step() steps one sequence, but {self.batch} are forked (use step_batch)")
         if not 1 <= rows <= min(n, MAX_LOGIT_ROWS):
             raise ValueError(f"rows must be in [1, {min(n, MAX_LOGIT_ROWS)}] for a step of {n} tokens, got {rows}")
-        self._bind_logits(1, rows)
-        self._run(ids)
+        self._run(ids, rows)
         out = self._logits[0] if rows == 1 else self._logits[:rows]
         if copy:
             return out.copy()

@@ -15,7 +15,16 @@
  *
  * Sequence b's S new tokens sit at positions seqlens_k[b] + 1 - S .. seqlens_k[b]: their
  * rotated keys and values are written into those rows of b's cache, then each query attends
- * causally to b's rows 0 .. its position. Each (sequence, head, query row) is computed as
+ * causally to b's rows 0 .. its position.
+ *
+ * A window layer keeps position p in row p mod C, so its cache can be a ring of C rows,
+ * fewer than the context: the runtime gives it local_window + 128 (RING_SLACK in arch.py).
+ * A step then writes S rows over the oldest ones, which the step's first query must no
+ * longer need: S + local_window - 1 <= C once the sequence is longer than C, or the call is
+ * an error. Until then row p is position p, so a ring that has not wrapped is a plain cache,
+ * and a query's keys are read in the same order either way: a ring gives the bits of a
+ * cache of the whole context (a test). Rewinding is the runtime's to guard: it may rewind
+ * only to where the keys a query needs are still in the ring. Each (sequence, head, query row) is computed as
  * in a batch of one, so a sequence's outputs do not depend on what else is in the batch
  * (parallel sampling relies on it: tested). When present is the same buffer as past (the
  * runtime binds it so) nothing else is copied; otherwise past is copied into present first.
@@ -87,7 +96,7 @@ static void attn_task(void* data, size_t index) {
         const int64_t p = job->past[b] + r;
         const int64_t first = job->window > 0 && p + 1 > job->window ? p + 1 - job->window : 0;
         rotate(x + r * width + h * d, job->cos_c, job->sin_c, p, d, job->scale, q);
-        job->attend_row(q, k + first * d, v + first * d, p + 1 - first, d, out + (r * job->heads + h) * d);
+        job->attend_row(q, k, v, first % job->cap, p + 1 - first, job->cap, d, out + (r * job->heads + h) * d);
     }
 }
 
@@ -140,7 +149,11 @@ static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
     for (int64_t b = 0; b < B; b++) {
         const int64_t length = (int64_t)((const int32_t*)seq)[b] + 1;
         past[b] = length - S;
-        if (past[b] < 0 || length > C) return error(api, "Attention: the sequence does not fit the KV cache");
+        if (past[b] < 0) return error(api, "Attention: the sequence does not fit the KV cache");
+        /* Past C rows only a window layer's ring, and only if this step leaves its first query's keys. */
+        if (length > C && (kern->window == 0 || S + kern->window - 1 > C))
+            return error(api, kern->window ? "Attention: the step is too long for the window layer's ring of KV rows"
+                                           : "Attention: the sequence does not fit the KV cache");
         longest = length > longest ? length : longest;
     }
     if (longest != total)
@@ -170,7 +183,7 @@ static OrtStatus* attn_compute(void* kernel, OrtKernelContext* ctx) {
         for (int64_t r = 0; r < S; r++) {
             const float* xr = x + (b * S + r) * width;
             for (int64_t g = 0; g < G; g++) {
-                const int64_t row = ((b * G + g) * C + past[b] + r) * D;
+                const int64_t row = ((b * G + g) * C + (past[b] + r) % C) * D; /* p mod C: a ring, for a window layer */
                 rotate(xr + (H + g) * D, (const float*)cosv, (const float*)sinv, past[b] + r, D, 1.0f, krot);
                 ops->to_half(krot, D, (uint16_t*)kc + row);
                 ops->to_half(xr + (H + G + g) * D, D, (uint16_t*)vc + row);

@@ -7,8 +7,9 @@
 #include "attention.h"
 #include "shared_math.h"
 
-/* One query row against keys 0 .. n-1 of one KV head: out = softmax(q K^T) V. */
-void edgelm_attend_row_portable(const float* q, const uint16_t* k, const uint16_t* v, int64_t n, int64_t d, float* out) {
+/* One query row against n keys of one KV head (key j at ring row start + j): out = softmax(q K^T) V. */
+void edgelm_attend_row_portable(const float* q, const uint16_t* k, const uint16_t* v, int64_t start, int64_t n,
+                                int64_t cap, int64_t d, float* out) {
     float acc[MAX_HEAD_DIM];
     float sc[KEY_CHUNK];
     float m = -INFINITY, l = 0.0f;
@@ -17,7 +18,7 @@ void edgelm_attend_row_portable(const float* q, const uint16_t* k, const uint16_
         const int64_t jn = n - j0 < KEY_CHUNK ? n - j0 : KEY_CHUNK;
         float cm = -INFINITY;
         for (int64_t j = 0; j < jn; j++) {
-            const uint16_t* kr = k + (j0 + j) * d;
+            const uint16_t* kr = k + ring_row(start, j0 + j, cap) * d;
             float dot = 0.0f;
             for (int64_t i = 0; i < d; i++) dot += q[i] * half_to_float(kr[i]);
             sc[j] = dot;
@@ -31,7 +32,7 @@ void edgelm_attend_row_portable(const float* q, const uint16_t* k, const uint16_
         }
         for (int64_t j = 0; j < jn; j++) {
             const float w = exp_nonpos(sc[j] - m);
-            const uint16_t* vr = v + (j0 + j) * d;
+            const uint16_t* vr = v + ring_row(start, j0 + j, cap) * d;
             l += w;
             for (int64_t i = 0; i < d; i++) acc[i] += w * half_to_float(vr[i]);
         }

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(ortops.library_path() is None, reason="edgelm._o
 H, G, D, CAP, POS = 6, 2, 64, 48, 64
 
 
-def _model(op: str, heads: int = H, kv: int = G, window: int = 0) -> bytes:
+def _model(op: str, heads: int = H, kv: int = G, window: int = 0, cap: int = CAP) -> bytes:
     ms = op == "GroupQueryAttention"
     attrs: dict[str, object] = {"num_heads": heads, "kv_num_heads": kv, "scale": float(D ** -0.5)}
     if window:  # the same window: a query sees itself and the window - 1 keys before it
@@ -44,8 +44,8 @@ def _model(op: str, heads: int = H, kv: int = G, window: int = 0) -> bytes:
     graph = helper.make_graph(
         [node], "g",
         [helper.make_tensor_value_info("qkv", f, None),
-         helper.make_tensor_value_info("pk", c, ["B", kv, CAP, D]),
-         helper.make_tensor_value_info("pv", c, ["B", kv, CAP, D]),
+         helper.make_tensor_value_info("pk", c, ["B", kv, cap, D]),
+         helper.make_tensor_value_info("pv", c, ["B", kv, cap, D]),
          helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["B"]),
          helper.make_tensor_value_info("total", TensorProto.INT32, []),
          helper.make_tensor_value_info("cos", f, [POS, D // 2]),
@@ -66,16 +66,16 @@ def _rotary() -> tuple[np.ndarray, np.ndarray]:
 class _Runner:
     """One session with its cache bound in place, stepped like edgelm's DecoderSession."""
 
-    def __init__(self, op: str, threads: int = 2, window: int = 0) -> None:
+    def __init__(self, op: str, threads: int = 2, window: int = 0, cap: int = CAP) -> None:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         assert ortops.register(so)
-        self.sess = ort.InferenceSession(_model(op, window=window), so, providers=["CPUExecutionProvider"])
+        self.sess = ort.InferenceSession(_model(op, window=window, cap=cap), so, providers=["CPUExecutionProvider"])
         self.cos, self.sin = _rotary()
         rng = np.random.default_rng(7)  # stale rows past the sequence must never be read
         dt = np.float32 if op == "GroupQueryAttention" else np.float16
-        self.k = ort.OrtValue.ortvalue_from_numpy((rng.standard_normal((1, G, CAP, D)) * 50).astype(dt))
-        self.v = ort.OrtValue.ortvalue_from_numpy((rng.standard_normal((1, G, CAP, D)) * 50).astype(dt))
+        self.k = ort.OrtValue.ortvalue_from_numpy((rng.standard_normal((1, G, cap, D)) * 50).astype(dt))
+        self.v = ort.OrtValue.ortvalue_from_numpy((rng.standard_normal((1, G, cap, D)) * 50).astype(dt))
         self.b = self.sess.io_binding()
         self.b.bind_ortvalue_input("pk", self.k)
         self.b.bind_ortvalue_input("pv", self.v)
@@ -121,6 +121,29 @@ def _compare(window: int = 0) -> dict[str, float]:
     return {"out": worst_out, "k": k_err, "v_rounded_equal": v_same}
 
 
+WINDOW, RING = 5, 9  # a ring of the window and 4 rows: steps of up to 5 tokens once it wraps
+
+
+def _ring_schedule() -> list[tuple[int, int]]:
+    """(past, new tokens) as the runtime steps a window layer's ring: a 13-token prompt in
+    chunks of at most RING - WINDOW + 1, decode, a rewind by 3 (the keys it needs still in
+    the ring), a 4-token chunk, decode to the rotary table's end (past the ring many times)."""
+    steps = [(0, 5), (5, 5), (10, 3)] + [(13 + i, 1) for i in range(5)] + [(15, 4)]
+    return steps + [(19 + i, 1) for i in range(POS - 19)]
+
+
+def _ring_matches_whole_cache() -> bool:
+    """A window layer's ring of RING rows against a cache of every position: the same
+    outputs, bit for bit, every step (each query reads the same keys in the same order)."""
+    rng = np.random.default_rng(5)
+    whole, ring = _Runner("Attention", window=WINDOW, cap=POS), _Runner("Attention", window=WINDOW, cap=RING)
+    for past, n in _ring_schedule():
+        qkv = rng.standard_normal((1, n, (H + 2 * G) * D)).astype(np.float32)
+        if not np.array_equal(whole.step(qkv, past), ring.step(qkv, past)):
+            return False
+    return True
+
+
 def _special_values_stored_as_numpy_rounds_them() -> bool:
     """Values written to the cache round to float16 as numpy does: ties to even, subnormals,
     zero signs, the overflow edge (65504 stays, 65520 goes to inf), inf and nan."""
@@ -161,13 +184,36 @@ def test_each_instruction_set_path_matches(isa: str) -> None:
 import json, sys
 sys.path.insert(0, {os.path.dirname(__file__)!r})
 import test_attention_op as t
-print(json.dumps(dict(t._compare(), rounding=t._special_values_stored_as_numpy_rounds_them())))
+print(json.dumps(dict(t._compare(), rounding=t._special_values_stored_as_numpy_rounds_them(),
+                      ring=t._ring_matches_whole_cache())))
 """
     env = dict(os.environ, EDGELM_ORTOPS_ISA=isa)
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     err = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert _ok(err) and err["rounding"] is True, err
+    assert _ok(err) and err["rounding"] is True and err["ring"] is True, err
+
+
+def test_a_window_layers_ring_gives_the_bits_of_a_whole_cache() -> None:
+    assert _ring_matches_whole_cache()
+
+
+@pytest.mark.parametrize("past, n, message", [
+    (RING - 2, 6, "too long for the window layer's ring"),  # 6 + 5 - 1 > 9 rows, past the ring's end
+    (RING, 1, None),  # one token past the end of the ring: fine
+])
+def test_a_step_the_ring_cannot_hold_is_an_error(past: int, n: int, message: str | None) -> None:
+    """A chunk whose rows would overwrite keys its own first query needs is refused, not
+    computed wrong; a cache that is not a window layer's cannot wrap at all."""
+    runner = _Runner("Attention", window=WINDOW, cap=RING)
+    qkv = np.zeros((1, n, (H + 2 * G) * D), np.float32)
+    if message is None:
+        assert np.isfinite(runner.step(qkv, past)).all()
+    else:
+        with pytest.raises(Exception, match=message):
+            runner.step(qkv, past)
+    with pytest.raises(Exception, match="does not fit the KV cache"):
+        _Runner("Attention", cap=RING).step(qkv[:, :1], RING)
 
 
 def test_present_not_bound_in_place_carries_the_past_over() -> None:

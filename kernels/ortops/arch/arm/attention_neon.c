@@ -16,7 +16,8 @@
 static inline float32x4_t load_half4(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
 
 /* d a multiple of 4 */
-static void attend_row4(const float* q, const uint16_t* k, const uint16_t* v, int64_t n, int64_t d, float* out) {
+static void attend_row4(const float* q, const uint16_t* k, const uint16_t* v, int64_t start, int64_t n, int64_t cap,
+                        int64_t d, float* out) {
     float32x4_t acc[MAX_HEAD_DIM / 4], qv[MAX_HEAD_DIM / 4];
     float sc[KEY_CHUNK];
     float m = -INFINITY, l = 0.0f;
@@ -29,7 +30,7 @@ static void attend_row4(const float* q, const uint16_t* k, const uint16_t* v, in
         const int64_t jn = n - j0 < KEY_CHUNK ? n - j0 : KEY_CHUNK;
         float cm = -INFINITY;
         for (int64_t j = 0; j < jn; j++) {
-            const uint16_t* kr = k + (j0 + j) * d;
+            const uint16_t* kr = k + ring_row(start, j0 + j, cap) * d;
             /* two accumulators, so consecutive fused multiply-adds do not wait on each other */
             float32x4_t s0 = vmulq_f32(qv[0], load_half4(kr)), s1 = vdupq_n_f32(0.0f);
             int64_t c = 1;
@@ -50,7 +51,7 @@ static void attend_row4(const float* q, const uint16_t* k, const uint16_t* v, in
         }
         for (int64_t j = 0; j < jn; j++) {
             const float w = exp_nonpos(sc[j] - m);
-            const uint16_t* vr = v + (j0 + j) * d;
+            const uint16_t* vr = v + ring_row(start, j0 + j, cap) * d;
             const float32x4_t wv = vdupq_n_f32(w);
             l += w;
             for (int64_t c = 0; c < dv; c++) acc[c] = vfmaq_f32(acc[c], wv, load_half4(vr + 4 * c));
@@ -60,11 +61,12 @@ static void attend_row4(const float* q, const uint16_t* k, const uint16_t* v, in
     for (int64_t c = 0; c < dv; c++) vst1q_f32(out + 4 * c, vmulq_f32(acc[c], inv));
 }
 
-void edgelm_attend_row_neon(const float* q, const uint16_t* k, const uint16_t* v, int64_t n, int64_t d, float* out) {
+void edgelm_attend_row_neon(const float* q, const uint16_t* k, const uint16_t* v, int64_t start, int64_t n,
+                            int64_t cap, int64_t d, float* out) {
     if (d % 4)
-        edgelm_attend_row_portable(q, k, v, n, d, out);
+        edgelm_attend_row_portable(q, k, v, start, n, cap, d, out);
     else
-        attend_row4(q, k, v, n, d, out);
+        attend_row4(q, k, v, start, n, cap, d, out);
 }
 
 void edgelm_to_half_neon(const float* x, int64_t n, uint16_t* y) {

@@ -19,9 +19,8 @@ TARGET_AVX2 static inline float hsum_avx2(__m256 v) {
 /* attend_row with eight lanes; d a multiple of 8 (the head dims of 64 and 128 unroll). */
 #define LOAD8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(p)))
 
-TARGET_AVX2 static inline void attend_row_avx2_d(const float* q, const uint16_t* k,
-                                                                             const uint16_t* v, int64_t n,
-                                                                             const int64_t d, float* out) {
+TARGET_AVX2 static inline void attend_row_avx2_d(const float* q, const uint16_t* k, const uint16_t* v, int64_t start,
+                                                 int64_t n, int64_t cap, const int64_t d, float* out) {
     __m256 acc[MAX_HEAD_DIM / 8], qv[MAX_HEAD_DIM / 8];
     float sc[KEY_CHUNK];
     float m = -INFINITY, l = 0.0f;
@@ -33,7 +32,7 @@ TARGET_AVX2 static inline void attend_row_avx2_d(const float* q, const uint16_t*
     for (int64_t j0 = 0; j0 < n; j0 += KEY_CHUNK) {
         const int64_t jn = n - j0 < KEY_CHUNK ? n - j0 : KEY_CHUNK;
         for (int64_t j = 0; j < jn; j++) {
-            const uint16_t* kr = k + (j0 + j) * d;
+            const uint16_t* kr = k + ring_row(start, j0 + j, cap) * d;
             __m256 s0 = _mm256_mul_ps(qv[0], LOAD8(kr));
             __m256 s1 = _mm256_setzero_ps();
             for (int64_t c = 1; c + 1 < dv; c += 2) {
@@ -57,7 +56,7 @@ TARGET_AVX2 static inline void attend_row_avx2_d(const float* q, const uint16_t*
         for (; j + 8 <= jn; j += 8) _mm256_storeu_ps(sc + j, exp_nonpos_avx2(_mm256_sub_ps(_mm256_loadu_ps(sc + j), mv)));
         for (; j < jn; j++) sc[j] = exp_nonpos(sc[j] - m);
         for (j = 0; j < jn; j++) {
-            const uint16_t* vr = v + (j0 + j) * d;
+            const uint16_t* vr = v + ring_row(start, j0 + j, cap) * d;
             const __m256 w = _mm256_set1_ps(sc[j]);
             l += sc[j];
             for (int64_t c = 0; c < dv; c++) acc[c] = _mm256_fmadd_ps(w, LOAD8(vr + 8 * c), acc[c]);
@@ -68,14 +67,14 @@ TARGET_AVX2 static inline void attend_row_avx2_d(const float* q, const uint16_t*
 }
 
 /* Head dims that are a multiple of 8 (64 unrolled); others take the portable row. */
-TARGET_AVX2 void edgelm_attend_row_avx2(const float* q, const uint16_t* k, const uint16_t* v, int64_t n, int64_t d,
-                                        float* out) {
+TARGET_AVX2 void edgelm_attend_row_avx2(const float* q, const uint16_t* k, const uint16_t* v, int64_t start, int64_t n,
+                                        int64_t cap, int64_t d, float* out) {
     if (d % 8)
-        edgelm_attend_row_portable(q, k, v, n, d, out);
+        edgelm_attend_row_portable(q, k, v, start, n, cap, d, out);
     else if (d == 64)
-        attend_row_avx2_d(q, k, v, n, 64, out);
+        attend_row_avx2_d(q, k, v, start, n, cap, 64, out);
     else
-        attend_row_avx2_d(q, k, v, n, d, out);
+        attend_row_avx2_d(q, k, v, start, n, cap, d, out);
 }
 
 TARGET_AVX2 void edgelm_to_half_avx2(const float* x, int64_t n, uint16_t* y) {

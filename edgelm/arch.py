@@ -48,6 +48,9 @@ class Family(str, Enum):
     # Gemma 3 text: q/k norms, norms after attention and after the MLP too, GeGLU (tanh
     # GELU), embeddings times sqrt(hidden), sliding-window layers with their own rope base.
     GEMMA3 = "gemma3"
+    #: A decoder edgelm's graph builder does not build, exported through optimum's ONNX
+    #: exporter (``model_type`` says which); only its shape is used here (memory, energy).
+    OTHER = "other"
 
 
 #: transformers ``model_type`` values edgelm exports, and the family each maps to.
@@ -94,6 +97,8 @@ class Architecture:
     rope_local_theta: float = 0.0
     #: Queries are scaled by query_pre_attn_scalar ** -0.5 (0: head_dim, the usual).
     query_pre_attn_scalar: float = 0.0
+    #: The source's transformers ``model_type`` for family OTHER ("" otherwise).
+    model_type: str = ""
 
     def __post_init__(self) -> None:
         try:
@@ -130,6 +135,10 @@ class Architecture:
                 or list(layers) != sorted(set(layers)):
             raise ManifestError("architecture field global_layers must be increasing layer indices below "
                                 f"num_layers ({self.num_layers}), got {self.global_layers!r}")
+        mt = self.model_type
+        if not isinstance(mt, str) or len(mt) > 64 or not all(c.isalnum() or c in "_-." for c in mt):
+            raise ManifestError(f"architecture field model_type must be a name of at most 64 letters, digits "
+                                f"and _-., got {mt!r}")
         for name in ("rope_local_theta", "query_pre_attn_scalar"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e30:

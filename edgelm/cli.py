@@ -15,7 +15,7 @@ from typing import Any
 
 from ._version import __version__
 from .errors import EdgeLMError
-from .manifest import LINEAR_KERNELS
+from .manifest import BUILDER_KERNELS
 
 __all__ = ["build_parser", "main"]
 
@@ -74,7 +74,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import ExportConfig, export, format_summary
 
     cfg = ExportConfig(quant=args.quant, verify=not args.no_verify, verify_prompts=args.verify_prompts,
-                       force=args.force, accuracy_level=args.accuracy_level, kernel=args.kernel, min_agreement=args.min_agreement, progress=not args.quiet and not args.json, threads=args.threads)
+                       force=args.force, accuracy_level=args.accuracy_level, kernel=args.kernel, min_agreement=args.min_agreement, progress=not args.quiet and not args.json, threads=args.threads,
+                       via=args.via)
     result = export(args.source, args.output, cfg)
     if args.json:
         print(json.dumps({"folder": str(result.folder), "manifest": result.manifest.to_dict()}, indent=2))
@@ -417,9 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip the check against the PyTorch model")
     p.add_argument("--verify-prompts", type=_int_in(1, 100_000), default=20, metavar="N",
                    help="prompts for verification (default 20)")
-    p.add_argument("--kernel", choices=list(LINEAR_KERNELS), default=LINEAR_KERNELS[0],
+    p.add_argument("--kernel", choices=list(BUILDER_KERNELS), default=BUILDER_KERNELS[0],
                    help="what computes the quantized linears: edgelm's BlockQuantMatMul (block offsets inside, "
                    "16-bit activations; default) or ONNX Runtime's MatMulNBits")
+    p.add_argument("--via", choices=["auto", "edgelm", "optimum"], default="auto",
+                   help="whose graph: edgelm's (in-place KV cache, its own operators), optimum's ONNX exporter "
+                   "quantized by ONNX Runtime (standard operators; any decoder optimum exports), or auto "
+                   "(default: edgelm's where it builds the model, optimum's otherwise, with a note)")
     p.add_argument("--accuracy-level", type=int, choices=[0, 1, 4], default=4,
                    help="with --kernel matmulnbits: 4 = int8 activations (fast, default), 0/1 = float32")
     p.add_argument("--min-agreement", type=_finite, default=None, metavar="F",

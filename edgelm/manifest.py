@@ -13,18 +13,21 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ._fields import Fields
+from ._fields import MISSING, Fields
 from ._io import write_json
 from .arch import Architecture, KVDtype
 from .errors import ManifestError
 
-__all__ = ["MANIFEST_NAME", "LINEAR_KERNELS", "OPERATOR_DOMAINS", "SCHEMA_VERSION", "kv_dtype_for", "Quant", "KVDtype", "QuantizationInfo",
+__all__ = ["MANIFEST_NAME", "LINEAR_KERNELS", "BUILDER_KERNELS", "OPERATOR_DOMAINS", "SCHEMA_VERSION", "kv_dtype_for", "Quant", "KVDtype", "QuantizationInfo",
            "Verification", "FileEntry", "IOSpec", "GenerationSpec", "SourceInfo", "Manifest", "read_manifest",
            "write_manifest", "confined_file", "verify_files"]
 
 MANIFEST_NAME = "edgelm.json"
 #: What may compute the quantized linears (QuantizationInfo.linear_kernel); the first is export's default.
-LINEAR_KERNELS = ("edgelm", "matmulnbits")
+LINEAR_KERNELS = ("edgelm", "matmulnbits", "matmulinteger")
+#: Those edgelm's graph builder writes (``export --kernel``); matmulinteger is ONNX Runtime's
+#: int8 quantizer's, in a folder exported through optimum.
+BUILDER_KERNELS = LINEAR_KERNELS[:2]
 #: 2: BlockQuantMatMul takes float16 scales and block mins; 3: io.operator_domains and
 #: io.logits_rows (logits for the last N positions, to verify drafted tokens in one pass).
 SCHEMA_VERSION = 3
@@ -137,7 +140,13 @@ class FileEntry:
 class IOSpec:
     """The model graph's interface: its file (inside the folder), the names of its inputs
     and outputs, the KV cache's layout and element type, and the operator domains beyond
-    the ONNX standard its nodes use (the runtime registers edgelm's library for them)."""
+    the ONNX standard its nodes use (the runtime registers edgelm's library for them).
+
+    Two kinds of graph: edgelm's (``kv_shared_buffer``: a cache of fixed capacity bound as
+    past and present, positions from ``seqlens_k``, logits for the last ``logits_rows``
+    positions) and optimum's (past and present separate, the present the past with the new
+    rows appended, an ``attention_mask`` and optional ``position_ids``, logits for every
+    position)."""
 
     model_file: str = "model.onnx"
     kv_dtype: KVDtype = KVDtype.FLOAT32
@@ -145,6 +154,8 @@ class IOSpec:
     seqlens_k: str = "seqlens_k"
     total_sequence_length: str = "total_sequence_length"
     logits_rows: str = "logits_rows"
+    attention_mask: str = ""
+    position_ids: str = ""
     past_key: tuple[str, ...] = ()
     past_value: tuple[str, ...] = ()
     present_key: tuple[str, ...] = ()
@@ -173,15 +184,26 @@ class IOSpec:
         domains = f.list("operator_domains", max_len=len(OPERATOR_DOMAINS))
         if not all(isinstance(x, str) and x in OPERATOR_DOMAINS for x in domains) or len(set(domains)) < len(domains):
             raise f.fail("operator_domains", f"must list domains among {', '.join(OPERATOR_DOMAINS)}", domains)
+        shared = f.flag("kv_shared_buffer", default=True)
+        # edgelm's graph needs the position inputs; optimum's the attention mask.
+        needed = ("seqlens_k", "total_sequence_length", "logits_rows") if shared else ("attention_mask",)
+
+        def name(key: str) -> str:
+            value = f.text(key, max_len=255, default=MISSING if key in needed else "")
+            if key in needed and not value:
+                raise f.fail(key, "must name a graph input", value)
+            return value
+
+        if len({len(past_key), len(past_value), len(present_key), len(present_value)}) != 1:
+            raise f.fail("past_key", "must name as many tensors as past_value, present_key and present_value")
         return cls(model_file=_bare_name(f, "model_file") if f.has("model_file") else "model.onnx",
                    kv_dtype=KVDtype(f.text("kv_dtype", default="float32", choices=tuple(k.value for k in KVDtype))),
-                   input_ids=f.text("input_ids", max_len=255), seqlens_k=f.text("seqlens_k", max_len=255),
-                   total_sequence_length=f.text("total_sequence_length", max_len=255),
-                   logits_rows=f.text("logits_rows", max_len=255), past_key=past_key,
+                   input_ids=f.text("input_ids", max_len=255), seqlens_k=name("seqlens_k"),
+                   total_sequence_length=name("total_sequence_length"), logits_rows=name("logits_rows"),
+                   attention_mask=name("attention_mask"), position_ids=name("position_ids"), past_key=past_key,
                    past_value=past_value, present_key=present_key, present_value=present_value,
                    kv_layout=f.text("kv_layout", default="BNSH", choices=("BNSH",)),
-                   kv_shared_buffer=f.flag("kv_shared_buffer", default=True), operator_domains=tuple(domains),
-                   notes=notes)
+                   kv_shared_buffer=shared, operator_domains=tuple(domains), notes=notes)
 
     def to_dict(self) -> dict[str, Any]:
         d = {fl.name: getattr(self, fl.name) for fl in fields(self) if fl.name != "notes"}

@@ -40,7 +40,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..arch import Architecture
 from ..errors import ExportError
-from ..manifest import LINEAR_KERNELS as KERNELS
+from ..manifest import BUILDER_KERNELS as KERNELS
 from ..manifest import IOSpec, KVDtype, Quant, kv_dtype_for
 from ..runtime.ortops import DOMAIN as EDGELM_DOMAIN
 from ..runtime.ortops import OP_TYPE as EDGELM_OP

@@ -22,7 +22,7 @@ import numpy as np
 from .._fields import Fields
 from .._io import NO_SPACE_ERRNOS, atomic_dir, check_output_folder, sha256_file, write_json
 from .._version import __version__
-from ..arch import Architecture
+from ..arch import Architecture, Family
 from ..errors import ExportError, VerificationError
 from ..manifest import (
     SCHEMA_VERSION,
@@ -44,6 +44,7 @@ __all__ = ["ExportConfig", "ExportResult", "export", "prepare_weights", "format_
 
 MODEL_FILE = "model.onnx"
 BLOCK_SIZE = 32
+VIAS = ("auto", "edgelm", "optimum")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class ExportConfig:
     threads: int | None = None
     #: Overrides the default top-1 agreement threshold (0.97 int8, 0.95 int4).
     min_agreement: float | None = None
+    #: "auto" (edgelm's graph where its builder builds the model, optimum's otherwise, with
+    #: a note), "edgelm" (its graph or a refusal) or "optimum" (optimum's ONNX exporter and
+    #: ONNX Runtime's quantizers).
+    via: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quant", Quant(self.quant))
@@ -70,6 +75,11 @@ class ExportConfig:
             raise ExportError(f"accuracy_level must be 0, 1 or 4, got {self.accuracy_level}")
         if self.kernel not in KERNELS:
             raise ExportError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        if self.via not in VIAS:
+            raise ExportError(f"via must be one of {', '.join(VIAS)}, got {self.via!r}")
+        if self.via == "optimum" and self.kernel != KERNELS[0]:
+            raise ExportError("--kernel chooses the linears of edgelm's graph; optimum's takes ONNX Runtime's "
+                              "quantizer (int4: MatMulNBits)")
         if self.verify_prompts < 1 or self.verify_tokens < 16:
             raise ExportError("verification needs at least 1 prompt of at least 16 tokens")
 
@@ -250,11 +260,42 @@ def export(source: str, output: Path | str, config: ExportConfig | None = None) 
     st = _Stages(cfg.progress)
     t0 = time.perf_counter()
     with st.stage("load source"):
-        src = load_source(source, progress=st.say)
+        src = load_source(source, progress=st.say, other_ok=cfg.via != "edgelm")
     try:
+        if cfg.via == "optimum" or src.arch.family is Family.OTHER:
+            return _export_via_optimum(src, output, cfg, st, t0)
         return _export_loaded(src, output, cfg, st, t0)
     finally:
         src.close()
+
+
+def _export_via_optimum(src: LoadedSource, output: Path, cfg: ExportConfig, st: _Stages, t0: float) -> ExportResult:
+    from . import via_optimum as vo
+
+    refused = src.info.get("builder_refused")
+    if cfg.via != "optimum":  # the automatic switch: say so whatever the progress setting
+        print(f"[edgelm] note: {refused}. Exporting through optimum's ONNX exporter instead (standard ONNX "
+              "Runtime operators, a KV cache copied each step): slower than edgelm's graph", file=sys.stderr)
+    missing = vo.optimum_available()
+    if missing:
+        raise ExportError(f"exporting through optimum needs optimum-onnx and onnx-ir ({missing}): {vo.INSTALL}"
+                          + (f"; without them: {refused}" if refused else ""))
+    with vo.work_dir() as work_name:
+        work = Path(work_name)
+        with st.stage("export with optimum"):
+            model = vo.export_onnx(src.model, work)
+        with st.stage(f"quantize ({cfg.quant.value}, ONNX Runtime)"):
+            model = vo.quantize(model, cfg.quant, work, cfg.accuracy_level)
+        io = vo.optimum_io(model, src.arch.num_layers)
+        weight_bytes = vo.weight_bytes(model)
+        methods = dict(vo.METHODS[cfg.quant])
+        src.info["via"] = "optimum"
+        if refused:
+            src.info["builder_refused"] = refused
+        return _write_folder(src, output, cfg, st, t0, model, io, weight_bytes, methods,
+                             float_tensors=["all"] if cfg.quant is Quant.FP32 else
+                             ["embedding table", "norm weights", "block scales (float32)"],
+                             parameter_count=sum(int(p.numel()) for p in src.model.parameters()))
 
 
 def _export_loaded(src: LoadedSource, output: Path, cfg: ExportConfig, st: _Stages, t0: float) -> ExportResult:
@@ -269,6 +310,16 @@ def _export_loaded(src: LoadedSource, output: Path, cfg: ExportConfig, st: _Stag
         del weights
         weight_bytes = _weight_bytes(model, arch)
         io = graph_io(arch, model, MODEL_FILE)
+    return _write_folder(src, output, cfg, st, t0, model, io, weight_bytes, methods,
+                         float_tensors=_float_tensors(cfg.quant, arch, cfg.kernel),
+                         parameter_count=arch.parameter_count())
+
+
+def _write_folder(src: LoadedSource, output: Path, cfg: ExportConfig, st: _Stages, t0: float, model: Any, io: IOSpec,
+                  weight_bytes: dict[str, int], methods: dict[str, str], *, float_tensors: list[str],
+                  parameter_count: int) -> ExportResult:
+    """Save the graph with the tokenizer and generation config in a temporary folder, verify
+    it, write the manifest, rename it into place."""
     try:
         with atomic_dir(output, force=cfg.force) as tmp:
             with st.stage("save"):
@@ -287,7 +338,8 @@ def _export_loaded(src: LoadedSource, output: Path, cfg: ExportConfig, st: _Stag
                 if not verification.passed:
                     raise VerificationError(f"verification failed: {_verification_line(verification)}; "
                                             "nothing was written (use --no-verify to keep it anyway)")
-            manifest = _manifest(src, cfg, tmp, io, weight_bytes, methods, generation, verification, t0)
+            manifest = _manifest(src, cfg, tmp, io, weight_bytes, methods, generation, verification, t0,
+                                 float_tensors=float_tensors, parameter_count=parameter_count)
             write_manifest(tmp, manifest)
     except OSError as e:
         if e.errno in NO_SPACE_ERRNOS:
@@ -327,22 +379,25 @@ def _verification_line(v: Verification) -> str:
 
 def _manifest(src: LoadedSource, cfg: ExportConfig, folder: Path, io: IOSpec, weight_bytes: dict[str, int],
               methods: dict[str, str], generation: dict[str, Any], verification: Verification | None,
-              t0: float) -> Manifest:
+              t0: float, *, float_tensors: list[str], parameter_count: int) -> Manifest:
     arch = src.arch
     files = [FileEntry(f.name, f.stat().st_size, sha256_file(f)) for f in sorted(folder.iterdir())
              if f.is_file()]
     quantized = cfg.quant is not Quant.FP32
+    optimum = io.kv_shared_buffer is False
+    kernel = ({Quant.INT4: "matmulnbits", Quant.INT8: "matmulinteger"}.get(cfg.quant) if optimum else cfg.kernel)
     qinfo = QuantizationInfo(
         mode=cfg.quant, linear_bits={Quant.FP32: None, Quant.INT8: 8, Quant.INT4: 4}[cfg.quant],
-        embedding_bits=8 if quantized else None, head_bits=8 if quantized else None,
-        block_size=BLOCK_SIZE if quantized else None,
-        accuracy_level=cfg.accuracy_level if quantized and cfg.kernel == "matmulnbits" else None,
-        methods=methods, float_tensors=_float_tensors(cfg.quant, arch, cfg.kernel), linear_kernel=cfg.kernel if quantized else None)
+        embedding_bits=8 if quantized and not optimum else None,
+        head_bits=(cfg.quant is Quant.INT4 and 4 or 8) if quantized and optimum else (8 if quantized else None),
+        block_size=BLOCK_SIZE if quantized and not (optimum and cfg.quant is Quant.INT8) else None,
+        accuracy_level=cfg.accuracy_level if quantized and kernel == "matmulnbits" else None,
+        methods=methods, float_tensors=float_tensors, linear_kernel=kernel if quantized else None)
     source = SourceInfo(src.kind, src.name, dict(src.info))
     return Manifest(
         schema_version=SCHEMA_VERSION, edgelm_version=__version__,
         created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        source=source, architecture=arch, parameter_count=arch.parameter_count(), quantization=qinfo,
+        source=source, architecture=arch, parameter_count=parameter_count, quantization=qinfo,
         weights_bytes=weight_bytes, files=files, io=io,
         generation=GenerationSpec.parse(Fields(generation, "generation", ExportError), arch.vocab_size),
         tools=_tool_versions(),
@@ -353,15 +408,25 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:8.2f} MB"
 
 
+def _quant_detail(m: Manifest) -> str:
+    q = m.quantization
+    if not q.linear_bits:
+        return ""
+    bits = lambda b: "float32" if b is None else f"{b}-bit"  # noqa: E731
+    table = (f"embedding/head {bits(q.embedding_bits)}" if q.embedding_bits == q.head_bits
+             else f"embedding {bits(q.embedding_bits)}, head {bits(q.head_bits)}")
+    block = f", block {q.block_size}" if q.block_size else ""
+    via = ", ONNX Runtime's quantizer on optimum's graph" if not m.io.kv_shared_buffer else ""
+    return f" (linears {q.linear_bits}-bit, {table}{block}{via})"
+
+
 def format_summary(result: ExportResult) -> str:
     m = result.manifest
     a = m.architecture
     lines = [f"exported {m.source.name} -> {result.folder}",
-             f"  architecture  {a.family.value}: {a.num_layers} layers x {a.hidden_size}, {a.num_heads} heads "
+             f"  architecture  {a.model_type or a.family.value}: {a.num_layers} layers x {a.hidden_size}, {a.num_heads} heads "
              f"({a.num_kv_heads} KV), vocab {a.vocab_size}, {m.parameter_count / 1e6:.1f}M parameters",
-             f"  quantization  {m.quantization.mode.value}"
-             + (f" (linears {m.quantization.linear_bits}-bit, embedding/head {m.quantization.embedding_bits}-bit, "
-                f"block {m.quantization.block_size})" if m.quantization.linear_bits else ""),
+             f"  quantization  {m.quantization.mode.value}" + _quant_detail(m),
              "  weights by kind:"]
     for k, v in m.weights_bytes.items():
         if v and k != "total":

@@ -115,8 +115,11 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_source(source: str, progress: Callable[[str], None] | None = None) -> LoadedSource:
-    """Resolve and load SOURCE (see the module docstring)."""
+def load_source(source: str, progress: Callable[[str], None] | None = None, *,
+                other_ok: bool = False) -> LoadedSource:
+    """Resolve and load SOURCE (see the module docstring). With ``other_ok`` a Hugging Face
+    decoder edgelm's graph builder does not build loads too, as family OTHER (for optimum's
+    exporter), with the builder's reason in ``info["builder_refused"]``."""
     say = progress or (lambda msg: None)
     _quiet_transformers()
     path = Path(source).expanduser()
@@ -129,7 +132,7 @@ def load_source(source: str, progress: Callable[[str], None] | None = None) -> L
         return _load_arch_preset(source, say)
     if path.exists():
         if path.is_dir():
-            return _load_hf_folder(path, say)
+            return _load_hf_folder(path, say, other_ok)
         if path.suffix == ".gguf" or _has_gguf_magic(path):
             return _load_gguf(path, say)
         if path.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"):
@@ -137,7 +140,7 @@ def load_source(source: str, progress: Callable[[str], None] | None = None) -> L
                               "convert to safetensors or pass a GGUF file")
         raise SourceError(f"{path}: not a model folder or a GGUF file")
     if _HUB_ID.match(source) and not source.startswith((".", "/")):
-        return _load_hub(source, say)
+        return _load_hub(source, say, other_ok)
     presets = ", ".join(sorted([*MODEL_PRESETS, *ARCH_PRESETS]))
     raise SourceError(f"{source}: no such file or folder, and not a preset (presets: {presets})")
 
@@ -254,22 +257,58 @@ def _model_from_config(config: Any) -> Any:
 # -- Hugging Face folders and the hub ------------------------------------------------------
 
 
-def arch_from_config(config: Any, where: str) -> Architecture:
+class BuilderRefused(SourceError):
+    """A decoder transformers loads but edgelm's graph builder does not build."""
+
+
+def arch_from_config(config: Any, where: str, other_ok: bool = False) -> Architecture:
+    """The architecture edgelm's graph builder builds; with ``other_ok``, one it does not
+    comes back as family OTHER (its shape only) instead of a BuilderRefused error."""
+    try:
+        return _builder_arch(config, where)
+    except BuilderRefused as refused:
+        if not other_ok:
+            raise
+        return _other_arch(config, where, refused)
+
+
+def _other_arch(config: Any, where: str, refused: BuilderRefused) -> Architecture:
+    """The shape of a decoder only optimum exports: what the memory and energy models need,
+    from the config's usual names (a config without them is refused with the builder's reason)."""
+    heads = getattr(config, "num_attention_heads", None)
+    hidden = getattr(config, "hidden_size", None)
+    try:
+        head_dim = getattr(config, "head_dim", None) or hidden // heads
+        return Architecture(Family.OTHER, int(config.num_hidden_layers), int(hidden), int(heads),
+                            int(getattr(config, "num_key_value_heads", None) or heads), int(head_dim),
+                            int(getattr(config, "intermediate_size", None) or 4 * hidden), int(config.vocab_size),
+                            int(getattr(config, "max_position_embeddings", None) or 2048),
+                            float(getattr(config, "rope_theta", None) or 10000.0),
+                            float(getattr(config, "rms_norm_eps", None) or getattr(config, "layer_norm_eps", None)
+                                  or 1e-5),
+                            bool(getattr(config, "tie_word_embeddings", False)),
+                            model_type=str(getattr(config, "model_type", "") or "")[:64])
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError, ManifestError):
+        raise refused from None
+
+
+def _builder_arch(config: Any, where: str) -> Architecture:
     model_type = getattr(config, "model_type", None)
     family = SUPPORTED_MODEL_TYPES.get(str(model_type))
     if family is None:
-        raise SourceError(f"{where}: unsupported architecture {model_type!r}; edgelm exports {SUPPORTED_TEXT}")
+        raise BuilderRefused(f"{where}: unsupported architecture {model_type!r}; edgelm's graph exports "
+                             f"{SUPPORTED_TEXT} (others: --via optimum)")
     if getattr(config, "rope_scaling", None) and config.rope_scaling.get("rope_type", config.rope_scaling.get("type")) not in (
             None, "default", "llama3", "linear", "dynamic"):
-        raise SourceError(f"{where}: unsupported rope_scaling {config.rope_scaling}")
+        raise BuilderRefused(f"{where}: unsupported rope_scaling {config.rope_scaling}")
     gemma: dict[str, Any] = {}
     if family is Family.GEMMA3:
         for key in ("final_logit_softcapping", "attn_logit_softcapping"):
             if getattr(config, key, None) is not None:
-                raise SourceError(f"{where}: {key} is not supported")
+                raise BuilderRefused(f"{where}: {key} is not supported")
         if getattr(config, "hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
-            raise SourceError(f"{where}: hidden_activation {config.hidden_activation!r} is not supported "
-                              "(Gemma 3's is gelu_pytorch_tanh)")
+            raise BuilderRefused(f"{where}: hidden_activation {config.hidden_activation!r} is not supported "
+                                 "(Gemma 3's is gelu_pytorch_tanh)")
         types = list(getattr(config, "layer_types", None) or [])
         window = int(getattr(config, "sliding_window", None) or 0)
         gemma = {"sliding_window": window if "sliding_attention" in types else 0,
@@ -279,7 +318,7 @@ def arch_from_config(config: Any, where: str) -> Architecture:
         if not gemma["sliding_window"]:
             gemma["global_layers"] = ()
     elif getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", False):
-        raise SourceError(f"{where}: sliding-window attention is supported for gemma3_text only")
+        raise BuilderRefused(f"{where}: sliding-window attention is supported for gemma3_text only")
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     bias = bool(getattr(config, "attention_bias", False)) or family is Family.QWEN2
@@ -293,7 +332,7 @@ def arch_from_config(config: Any, where: str) -> Architecture:
         raise SourceError(f"{where}: {e}") from None
 
 
-def _load_hf_folder(path: Path, say: Callable[[str], None]) -> LoadedSource:
+def _load_hf_folder(path: Path, say: Callable[[str], None], other_ok: bool = False) -> LoadedSource:
     if not (path / "config.json").exists():
         raise SourceError(f"{path}: no config.json (not a Hugging Face model folder)")
     safetensors = list(path.glob("*.safetensors"))
@@ -308,13 +347,27 @@ def _load_hf_folder(path: Path, say: Callable[[str], None]) -> LoadedSource:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError, KeyError) as e:
         raise SourceError(f"{path}/config.json: {e}") from e
-    arch = arch_from_config(config, str(path))
-    say(f"loading {path.name} ({arch.family.value}, {arch.num_layers} layers x {arch.hidden_size})")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True,
-                                                     attn_implementation="eager").eval()
+        arch = _builder_arch(config, str(path))
+        refused = None
+    except BuilderRefused as e:
+        if not other_ok:
+            raise
+        arch, refused = _other_arch(config, str(path), e), str(e)
+    say(f"loading {path.name} ({arch.model_type or arch.family.value}, {arch.num_layers} layers x {arch.hidden_size})")
+    try:
+        model, loading = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True,
+                                                              attn_implementation="eager", output_loading_info=True)
+        model.eval()
     except Exception as e:  # safetensors/transformers raise many types for a bad file
         raise SourceError(f"{path}: cannot load the weights: {str(e).splitlines()[0][:300]}") from e
+    # transformers fills weights the files lack with random values and says so in a log line:
+    # a folder whose files do not hold its config's model would export noise.
+    missing = sorted(loading.get("missing_keys") or []) + sorted(loading.get("mismatched_keys") or [])
+    if missing:
+        first = missing[0] if isinstance(missing[0], str) else missing[0][0]
+        raise SourceError(f"{path}: the weights do not match config.json's {arch.model_type or arch.family.value} "
+                          f"model: {len(missing)} tensor(s) missing or of another shape, e.g. {first}")
     tmp = tempfile.TemporaryDirectory(prefix="edgelm-tok-")
     try:
         tok = AutoTokenizer.from_pretrained(path)
@@ -323,7 +376,10 @@ def _load_hf_folder(path: Path, say: Callable[[str], None]) -> LoadedSource:
         tmp.cleanup()
         raise SourceError(f"{path}: cannot load the tokenizer: {str(e).splitlines()[0][:300]}") from e
     special = _special_ids(model.generation_config, config)
-    return LoadedSource("hf", str(path), arch, model, Path(tmp.name), special, {"path": str(path.resolve())}, _tmp=tmp)
+    info: dict[str, Any] = {"path": str(path.resolve())}
+    if refused:
+        info["builder_refused"] = refused
+    return LoadedSource("hf", str(path), arch, model, Path(tmp.name), special, info, _tmp=tmp)
 
 
 def _special_ids(generation_config: Any, config: Any) -> dict[str, Any]:
@@ -335,7 +391,7 @@ def _special_ids(generation_config: Any, config: Any) -> dict[str, Any]:
     return {"bos_token_id": bos, "eos_token_ids": eos_ids}
 
 
-def _load_hub(repo_id: str, say: Callable[[str], None]) -> LoadedSource:
+def _load_hub(repo_id: str, say: Callable[[str], None], other_ok: bool = False) -> LoadedSource:
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
     say(f"downloading {repo_id} from the Hugging Face Hub")
@@ -347,7 +403,7 @@ def _load_hub(repo_id: str, say: Callable[[str], None]) -> LoadedSource:
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise SourceError(f"cannot download {repo_id!r} from the Hugging Face Hub ({reason}); pass a local "
                           "model folder, a GGUF file or a preset instead") from e
-    loaded = _load_hf_folder(Path(local), say)
+    loaded = _load_hf_folder(Path(local), say, other_ok)
     loaded.kind, loaded.name = "hub", repo_id
     return loaded
 

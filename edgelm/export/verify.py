@@ -18,7 +18,7 @@ import numpy as np
 
 from ..arch import Architecture
 from ..manifest import IOSpec, Quant, Verification
-from ..runtime.session import DecoderSession
+from ..runtime.session import DecoderSession, open_session
 
 __all__ = ["VERIFY_PROMPTS", "THRESHOLDS", "verify_model", "verify_sequences", "teacher_forced", "compare_logits"]
 
@@ -112,7 +112,7 @@ def verify_model(onnx_path: Path, arch: Architecture, io: IOSpec, torch_model: A
     import torch
 
     start = time.perf_counter()
-    session = DecoderSession(onnx_path, arch, io, context=min(tokens, arch.max_context), threads=threads)
+    session = open_session(onnx_path, arch, io, context=min(tokens, arch.max_context), threads=threads)
     refs, gots = [], []
     for ids in verify_sequences(tokenizer_json, arch.vocab_size, prompts=prompts, tokens=tokens, prefill=prefill):
         with torch.no_grad():

@@ -22,7 +22,7 @@ from ..sampling import Sampler, SamplingParams
 from . import ortops
 from .chat import load_chat_template, render_chat
 from .lookup import DraftLength, NgramIndex
-from .session import DecoderSession
+from .session import DecoderSession, open_session
 
 __all__ = ["load", "Model", "DEFAULT_CONTEXT"]
 
@@ -367,5 +367,5 @@ def load(folder: str | Path, threads: int | None = None, context: int | None = N
     if tokenizer.get_vocab_size() > a.vocab_size:
         raise RuntimeLoadError(f"{folder}: the tokenizer has {tokenizer.get_vocab_size()} tokens but "
                                f"architecture.vocab_size is {a.vocab_size}")
-    session = DecoderSession(model_path, a, manifest.io, context=ctx, threads=threads, sequences=sequences)
+    session = open_session(model_path, a, manifest.io, context=ctx, threads=threads, sequences=sequences)
     return Model(folder, manifest, session, tokenizer)

@@ -38,7 +38,7 @@ MAX_LOGIT_ROWS = MAX_DRAFT + 1
 MAX_SEQUENCES = 64
 _ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)"}
 
-__all__ = ["DecoderSession", "input_names", "output_names"]
+__all__ = ["DecoderSession", "open_session", "input_names", "output_names"]
 
 
 def input_names(io: IOSpec) -> list[str]:
@@ -299,3 +299,14 @@ class DecoderSession:
         view = out.view()
         view.flags.writeable = False
         return view
+
+
+def open_session(onnx_path: Path, arch: Architecture, io: IOSpec, **kw: Any) -> Any:
+    """The session for the graph the manifest describes: edgelm's (a cache bound in place,
+    :class:`DecoderSession`) or optimum's (past in, present out: ``PastSession``), with the
+    same interface."""
+    if io.kv_shared_buffer:
+        return DecoderSession(onnx_path, arch, io, **kw)
+    from .past_session import PastSession
+
+    return PastSession(onnx_path, arch, io, **kw)

@@ -65,8 +65,13 @@ def test_unsupported_architecture(tiny_models: dict[str, Path], tmp_path: Path,
     cfg["model_type"] = "gpt2"
     cfg["architectures"] = ["GPT2LMHeadModel"]
     (src / "config.json").write_text(json.dumps(cfg))
+    code, err = _run(["export", str(src), "-o", str(tmp_path / "o"), "--via", "edgelm"], capsys)
+    _assert_one_line_error(code, err, "unsupported architecture", "'gpt2'", "llama", "qwen2", "--via optimum")
+    # Left to choose (auto), optimum would take a GPT-2; but these files hold a Llama's
+    # weights, which transformers would replace by random ones: refused, nothing written.
     code, err = _run(["export", str(src), "-o", str(tmp_path / "o")], capsys)
-    _assert_one_line_error(code, err, "unsupported architecture", "'gpt2'", "llama", "qwen2")
+    _assert_one_line_error(code, err, "weights do not match config.json's gpt2 model", "41 tensor(s)")
+    assert not (tmp_path / "o").exists()
 
 
 def test_corrupt_gguf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

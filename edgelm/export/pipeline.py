@@ -285,7 +285,7 @@ def _export_via_optimum(src: LoadedSource, output: Path, cfg: ExportConfig, st: 
         with st.stage("export with optimum"):
             model = vo.export_onnx(src.model, work)
         with st.stage(f"quantize ({cfg.quant.value}, ONNX Runtime)"):
-            model = vo.quantize(model, cfg.quant, work, cfg.accuracy_level)
+            model = vo.quantize(model, cfg.quant, work, cfg.accuracy_level, src.arch.vocab_size)
         io = vo.optimum_io(model, src.arch.num_layers)
         weight_bytes = vo.weight_bytes(model)
         methods = dict(vo.METHODS[cfg.quant])
@@ -389,7 +389,7 @@ def _manifest(src: LoadedSource, cfg: ExportConfig, folder: Path, io: IOSpec, we
     qinfo = QuantizationInfo(
         mode=cfg.quant, linear_bits={Quant.FP32: None, Quant.INT8: 8, Quant.INT4: 4}[cfg.quant],
         embedding_bits=8 if quantized and not optimum else None,
-        head_bits=(cfg.quant is Quant.INT4 and 4 or 8) if quantized and optimum else (8 if quantized else None),
+        head_bits=8 if quantized else None,
         block_size=BLOCK_SIZE if quantized and not (optimum and cfg.quant is Quant.INT8) else None,
         accuracy_level=cfg.accuracy_level if quantized and kernel == "matmulnbits" else None,
         methods=methods, float_tensors=float_tensors, linear_kernel=kernel if quantized else None)

@@ -92,6 +92,14 @@ def test_onnx_runtime_quantizers_verify_and_generate(granite: Path, tmp_path: Pa
     assert m.verification.passed and m.verification.top1_agreement >= {"int4": 0.95, "int8": 0.97}[quant]
     assert m.quantization.linear_kernel == {"int4": "matmulnbits", "int8": "matmulinteger"}[quant]
     assert m.weights_bytes["linears"] > 0 and m.weights_bytes["embeddings"] > 0
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "m" / "model.onnx"), load_external_data=False).graph
+    if quant == "int4":  # the linears at 4 bits, the (untied) head at 8
+        bits = sorted({a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"})
+        assert bits == [4, 8]
+    else:
+        assert any(n.op_type == "MatMulInteger" for n in graph.node)
     model = edgelm.load(tmp_path / "m", threads=1, context=128)
     assert model.generate("the edge device", max_new_tokens=12)
 

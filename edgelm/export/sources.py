@@ -275,8 +275,8 @@ def arch_from_config(config: Any, where: str, other_ok: bool = False) -> Archite
 def _other_arch(config: Any, where: str, refused: BuilderRefused) -> Architecture:
     """The shape of a decoder only optimum exports: what the memory and energy models need,
     from the config's usual names (a config without them is refused with the builder's reason)."""
-    heads = getattr(config, "num_attention_heads", None)
-    hidden = getattr(config, "hidden_size", None)
+    heads: Any = getattr(config, "num_attention_heads", None)
+    hidden: Any = getattr(config, "hidden_size", None)
     try:
         head_dim = getattr(config, "head_dim", None) or hidden // heads
         return Architecture(Family.OTHER, int(config.num_hidden_layers), int(hidden), int(heads),
@@ -356,8 +356,9 @@ def _load_hf_folder(path: Path, say: Callable[[str], None], other_ok: bool = Fal
         arch, refused = _other_arch(config, str(path), e), str(e)
     say(f"loading {path.name} ({arch.model_type or arch.family.value}, {arch.num_layers} layers x {arch.hidden_size})")
     try:
-        model, loading = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True,
-                                                              attn_implementation="eager", output_loading_info=True)
+        loaded: Any = AutoModelForCausalLM.from_pretrained(path, dtype="float32", use_safetensors=True,
+                                                           attn_implementation="eager", output_loading_info=True)
+        model, loading = loaded
         model.eval()
     except Exception as e:  # safetensors/transformers raise many types for a bad file
         raise SourceError(f"{path}: cannot load the weights: {str(e).splitlines()[0][:300]}") from e
@@ -410,6 +411,9 @@ def _load_hub(repo_id: str, say: Callable[[str], None], other_ok: bool = False) 
 
 # -- GGUF ----------------------------------------------------------------------------------
 
+#: GGUF ``general.architecture`` values edgelm reads (transformers loads them; their linears'
+#: blocks map onto edgelm's the same way, with llama's Q/K rows permuted back).
+GGUF_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
 _GGUF_LAYER_NAMES = {"attn_norm": "attn_norm", "ffn_norm": "mlp_norm", "attn_q": "q", "attn_k": "k",
                      "attn_v": "v", "attn_output": "o", "ffn_gate": "gate", "ffn_up": "up", "ffn_down": "down"}
 
@@ -459,8 +463,9 @@ def _load_gguf(path: Path, say: Callable[[str], None]) -> LoadedSource:
         raise SourceError(f"{path}: file too small to be a GGUF model")
     reader = _read_gguf(path)
     arch_name = _field(reader, "general.architecture")
-    if arch_name not in ("llama", "qwen2"):
-        raise SourceError(f"{path}: unsupported GGUF architecture {arch_name!r}; edgelm exports {SUPPORTED_TEXT}")
+    if arch_name not in GGUF_ARCHITECTURES:
+        raise SourceError(f"{path}: unsupported GGUF architecture {arch_name!r}; edgelm reads GGUF files of "
+                          f"{', '.join(GGUF_ARCHITECTURES)}")
     expected = sum(int(np.prod(t.shape)) for t in reader.tensors)
     if expected == 0:
         raise SourceError(f"{path}: the GGUF file holds no tensors")

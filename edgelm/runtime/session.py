@@ -134,8 +134,9 @@ class DecoderSession:
         # (window, rows) of the rings that wrap: each step fits rows - window + 1 tokens, and
         # the oldest position each ring still holds bounds a rewind.
         self._rings = sorted({(arch.window_of(i), r) for i, r in enumerate(rows) if r < self.context})
-        self.max_step = min((r - w + 1 for w, r in self._rings), default=None)
+        self.max_step = min((r - w + 1 for w, r in self._rings), default=None)  # once a ring has wrapped
         self._oldest = [0] * len(self._rings)
+        self._pass_rings = self._rings  # what bounds a pass (a test gives a whole cache a ring's passes)
         self._bindings: dict[int, Any] = {}
         self._logits = np.zeros((max(MAX_LOGIT_ROWS, sequences), arch.vocab_size), np.float32)
         self._rows = np.ones(1, np.int64)
@@ -223,21 +224,23 @@ class DecoderSession:
         view.flags.writeable = False
         return view
 
+    def _pass_size(self) -> int | None:
+        """The most tokens the next pass may append: up to each ring's end, or once it
+        wraps, as many as leave the first query's window unwritten (None: any number)."""
+        return min((max(r - w + 1, r - self.length) for w, r in self._pass_rings), default=None)
+
     def _run(self, ids: np.ndarray, rows: int) -> None:
         """Step ``ids`` ([batch, n]) and leave the logits of the last ``rows`` positions in
-        the bound buffer: in one pass, or in passes of at most max_step tokens where a
-        window layer's ring would otherwise overwrite keys the step needs."""
+        the bound buffer: in one pass, or in several where a window layer's ring would
+        otherwise overwrite keys the step needs (the last pass holds every row asked for)."""
         batch, n = ids.shape
         if self.length + n > self.context:
             raise RuntimeLoadError(f"sequence of {self.length + n} tokens exceeds the KV cache of "
                                    f"{self.context} tokens (load with a larger context)")
-        limit = self.max_step
-        if limit is not None and n > limit:
-            last = max(rows, (n - 1) % limit + 1)  # the last pass holds every row asked for
+        while (size := self._pass_size()) is not None and ids.shape[1] > size:
             self._bind_logits(batch, 1)
-            for a in range(0, n - last, limit):
-                self._pass(ids[:, a:min(a + limit, n - last)])
-            ids = ids[:, n - last:]
+            self._pass(ids[:, :min(size, ids.shape[1] - rows)])
+            ids = ids[:, min(size, ids.shape[1] - rows):]
         self._bind_logits(batch, rows)
         self._pass(ids)
 
@@ -264,7 +267,8 @@ class DecoderSession:
         but for a window layer's ring that has since overwritten them."""
         if not 0 <= length <= self.length:
             return False
-        return length == 0 or all(max(0, length - w + 1) >= old for (w, _), old in zip(self._rings, self._oldest))
+        return length == 0 or all(max(0, length - w + 1) >= old
+                                  for (w, _), old in zip(self._rings, self._oldest, strict=True))
 
     def rewind(self, length: int) -> None:
         """Keep only the first ``length`` tokens of the sequence (later rows get overwritten)."""

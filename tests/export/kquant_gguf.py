@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,3 +97,75 @@ def rewrite_gguf(src: Path, dst: Path, choose: Callable[[str, tuple[int, int]], 
     writer.write_tensors_to_file()
     writer.close()
     return changed
+
+
+#: Tokenizer fields a SentencePiece vocabulary (Gemma's) does not have.
+_NOT_SENTENCEPIECE = {"tokenizer.ggml.model", "tokenizer.ggml.merges", "tokenizer.ggml.pre"}
+#: transformers model_type -> GGUF architecture name, for write_model_gguf.
+GGUF_ARCH = {"qwen3": "qwen3", "gemma3_text": "gemma3", "llama": "llama", "qwen2": "qwen2"}
+
+
+def write_model_gguf(model: Any, dst: Path, tokenizer_from: Path, linear_type: str = "Q8_0") -> dict[str, str]:
+    """A transformers decoder as a GGUF file the way llama.cpp's converter lays it out: its
+    config as ``{arch}.*`` keys, the tokenizer fields of ``tokenizer_from`` (a GGUF of the
+    same vocabulary), the 2-D weights in ``linear_type`` and the rest float32; Gemma's norm
+    weights stored as 1 + w (llama.cpp multiplies by them; transformers takes the 1 back
+    off). No Q/K permutation: llama.cpp permutes only its llama architecture. Returns GGUF
+    tensor name -> type."""
+    import gguf
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+    from gguf.quants import quantize
+
+    cfg = model.config
+    arch = GGUF_ARCH[cfg.model_type]
+    writer = GGUFWriter(str(dst), arch)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    u32 = {"context_length": cfg.max_position_embeddings, "embedding_length": cfg.hidden_size,
+           "block_count": cfg.num_hidden_layers, "feed_forward_length": cfg.intermediate_size,
+           "attention.head_count": cfg.num_attention_heads, "attention.head_count_kv": cfg.num_key_value_heads,
+           "attention.key_length": head_dim, "attention.value_length": head_dim, "vocab_size": cfg.vocab_size}
+    if arch == "gemma3":
+        u32["attention.sliding_window"] = cfg.sliding_window
+    for key, value in u32.items():
+        writer.add_uint32(f"{arch}.{key}", int(value))
+    writer.add_float32(f"{arch}.rope.freq_base", float(cfg.rope_theta))
+    writer.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", float(cfg.rms_norm_eps))
+    reader = GGUFReader(str(tokenizer_from))
+    for name, field in reader.fields.items():
+        if not name.startswith("tokenizer.") or (arch == "gemma3" and name in _NOT_SENTENCEPIECE):
+            continue
+        value = field.contents()
+        if arch == "gemma3" and name == "tokenizer.ggml.tokens":
+            # transformers reads a Gemma GGUF's vocabulary as SentencePiece pieces with
+            # scores: the same tokens, their byte-level space as SentencePiece's, ranked.
+            value = [t.replace("\u0120", "\u2581") for t in value]
+            writer.add_array("tokenizer.ggml.scores", [-float(i) for i in range(len(value))])
+            writer.add_string("tokenizer.ggml.model", "llama")
+        if field.types[0] == GGUFValueType.ARRAY:
+            writer.add_array(name, value)
+        else:
+            writer.add_key_value(name, value, field.types[0])
+    names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch.upper()), cfg.num_hidden_layers)
+    qtype = getattr(gguf.GGMLQuantizationType, linear_type)
+    types = {}
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        assert name is not None, hf_name
+        w = tensor.detach().float().numpy()
+        if arch == "gemma3" and hf_name.endswith("norm.weight"):
+            w = w + np.float32(1.0)
+        if w.ndim == 2:
+            encode = {"Q4_K": encode_q4_k, "Q6_K": encode_q6_k}.get(linear_type)
+            data = encode(w) if encode else quantize(w, qtype)
+            writer.add_tensor(name, data, raw_dtype=qtype)
+            types[name] = linear_type
+        else:
+            writer.add_tensor(name, w.astype(np.float32))
+            types[name] = "F32"
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return types

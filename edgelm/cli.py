@@ -91,6 +91,18 @@ def _sampling_from(args: argparse.Namespace) -> Any:
                           repetition_penalty=args.repetition_penalty, seed=args.seed)
 
 
+def _constraint_from(args: argparse.Namespace) -> Any:
+    from .grammar import Constraint
+
+    if args.json_schema:
+        return Constraint.from_file(args.json_schema, "json_schema")
+    if args.grammar:
+        return Constraint.from_file(args.grammar, "grammar")
+    if args.regex:
+        return Constraint("regex", _text(args.regex, "regular expression"))
+    return None
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .runtime import load
 
@@ -98,18 +110,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     text = _text(args.prompt, "prompt")
     stop = [_text(s, "stop string") for s in args.stop or ()]
     sampling = _sampling_from(args)
+    constraint = _constraint_from(args)  # a bad schema file fails before the model loads
     model = load(args.model, threads=args.threads, context=args.context, sequences=args.samples)
+    if constraint is not None:
+        model.grammars.compile(constraint)  # and one that does not compile, before any output
     prompt: Any = text if args.raw else [{"role": "user", "content": text}]
     if args.raw or model.chat_template is None:
         prompt = text
     if args.samples > 1:
         texts = model.generate(prompt, max_new_tokens=args.max_new_tokens, sampling=sampling, stop=stop,
-                               lookup=args.lookup, n=args.samples)
+                               lookup=args.lookup, n=args.samples, grammar=constraint)
         for i, sample in enumerate(texts):
             sys.stdout.write(f"--- sample {i + 1} of {len(texts)} ---\n{sample}\n")
         return 0
     for piece in model.generate(prompt, max_new_tokens=args.max_new_tokens, sampling=sampling,
-                                stop=stop, stream=True, lookup=args.lookup):
+                                stop=stop, stream=True, lookup=args.lookup, grammar=constraint):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -442,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--samples", type=_int_in(1, 64), default=1, metavar="N",
                    help="N samples of the reply (needs --temperature > 0), decoded in parallel: one pass over "
                         "the weights a step for all N; sample i is the lone reply with seed + i")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--json-schema", metavar="FILE", help="constrain the reply to JSON valid against this schema")
+    shape.add_argument("--grammar", metavar="FILE", help="constrain the reply to a Lark grammar (a .gbnf file or one "
+                       "with ::= rules: GBNF, as llama.cpp's)")
+    shape.add_argument("--regex", metavar="RE", help="constrain the reply to match this regular expression")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("verify", help="check a model folder against its manifest: files, sizes, sha256, graph")

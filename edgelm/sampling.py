@@ -118,8 +118,27 @@ class Sampler:
         self._core = self._k.SamplerCore(self._out_buf, self._counts, self._heap, self._probs, self._cand,
                                          self._bmax)
         self._no_prev = np.empty(0, np.int64)
+        self._masked: np.ndarray | None = None
+        self.mask: np.ndarray | None = None
         self.params = params or SamplingParams()
         self.reseed(self.params.seed)
+
+    def constrain(self, mask: np.ndarray | None) -> None:
+        """Sample only tokens whose bit is set in ``mask`` (int32 words, bit i % 32 of word
+        i // 32: llguidance's bitset), which the kernel reads at every call, so a grammar
+        refills it in place between steps; None lifts the constraint. Masked tokens are
+        -inf before the penalties and filters, for greedy and sampled decoding alike."""
+        if mask is None:
+            self._core.clear_mask()
+            self.mask = None
+            return
+        words = (self.vocab_size + 31) // 32
+        if mask.dtype != np.int32 or mask.ndim != 1 or mask.shape[0] < words or not mask.flags.c_contiguous:
+            raise SamplingError(f"a token mask must be a contiguous int32 array of at least {words} words")
+        if self._masked is None:
+            self._masked = np.empty(self.vocab_size, np.float32)
+        self._core.set_mask(mask, self._masked)
+        self.mask = mask
 
     @property
     def params(self) -> SamplingParams:
@@ -164,6 +183,8 @@ class Sampler:
         if rc == -1:
             raise SamplingError("logits contain NaN (from the model, or +inf met an infinite penalty)")
         if rc == -2:
+            if self.mask is not None:
+                raise SamplingError("the grammar allows no token here (or only tokens whose logits are -inf)")
             raise SamplingError("all logits are -inf: nothing to sample")
         if rc == -3:
             raise SamplingError(f"previous token ids must be in [0, {self.vocab_size})")

@@ -10,7 +10,7 @@ repetition penalty). Filtered entries become -inf.
 """
 
 from libc.math cimport INFINITY, isfinite, log
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from _blocks cimport (EDGELM_BLOCK, block_end, edgelm_bmax, edgelm_collect_ge, edgelm_copy_bmax,
@@ -348,6 +348,26 @@ cdef int64_t draw(const float* logits, Py_ssize_t n, uint64_t* state) noexcept n
     return last  # rounding left u at the very top: the last kept token
 
 
+cdef void apply_mask(const float* src, float* dst, Py_ssize_t n, const uint32_t* words) noexcept nogil:
+    """``dst = src`` where the token's bit is set in ``words`` (bit i % 32 of word i / 32, as
+    llguidance writes its bitsets), -inf elsewhere. Whole words at a time where the grammar
+    allows all or none of 32 tokens, which is most of them."""
+    cdef Py_ssize_t w, i, base, end, nw = (n + 31) // 32
+    cdef uint32_t bits
+    for w in range(nw):
+        base = w * 32
+        end = base + 32 if base + 32 <= n else n
+        bits = words[w]
+        if bits == 0:
+            for i in range(base, end):
+                dst[i] = -INFINITY
+        elif bits == <uint32_t>0xFFFFFFFFU:
+            memcpy(dst + base, src + base, (end - base) * sizeof(float))
+        else:
+            for i in range(base, end):
+                dst[i] = src[i] if (bits >> (i - base)) & 1 else -INFINITY
+
+
 # -- Python face: one object per sampler holds the scratch pointers, so a decode step is
 # one call that acquires two buffers (the logits and the history); edgelm.sampling validates.
 
@@ -401,6 +421,9 @@ cdef class SamplerCore:
     cdef float[::1] _bmax
     cdef SamplingConfig _cfg
     cdef uint64_t _state
+    cdef int32_t[::1] _mask_words  # a grammar's allowed tokens, refilled in place each step
+    cdef float[::1] _masked  # the logits with the disallowed ones at -inf
+    cdef bint _masking
 
     def __init__(self, float[::1] out_buf, int32_t[::1] counts, float[::1] heap, float[::1] probs,
                  Candidate[::1] cand, float[::1] bmax):
@@ -421,6 +444,24 @@ cdef class SamplerCore:
     def reseed(self, uint64_t seed):
         self._state = seed
 
+    def set_mask(self, int32_t[::1] words, float[::1] masked):
+        """Apply the bitset ``words`` (ceil(n / 32) words, read at each call, so the caller
+        refills it in place) before everything else, through the scratch ``masked`` (n
+        floats); ``clear_mask`` stops it."""
+        if words.shape[0] < (self.n + 31) // 32 or masked.shape[0] < self.n:
+            raise ValueError("mask buffers too small for the vocabulary")
+        self._mask_words, self._masked, self._masking = words, masked, True
+
+    def clear_mask(self):
+        self._masking = False
+        self._mask_words, self._masked = None, None
+
+    cdef inline const float* _source(self, const float* logits) noexcept nogil:
+        if not self._masking:
+            return logits
+        apply_mask(logits, &self._masked[0], self.n, <const uint32_t*>&self._mask_words[0])
+        return &self._masked[0]
+
     def uniform(self):
         """The next number of this sampler's stream, in [0, 1) (what its draws use)."""
         return uniform(&self._state)
@@ -436,10 +477,12 @@ cdef class SamplerCore:
     cdef Py_ssize_t _process(self, const float[::1] logits, const int64_t[::1] prev, bint fill) noexcept:
         cdef Py_ssize_t rc
         cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
+        cdef const float* src
         if logits.shape[0] != self.n:
             return ERR_SHAPE
         with nogil:
-            rc = process_logits(&logits[0], self._out_for(&logits[0]), self.n, prev_ptr, prev.shape[0],
+            src = self._source(&logits[0])
+            rc = process_logits(src, self._out_for(src), self.n, prev_ptr, prev.shape[0],
                                 &self._counts[0], &self._cfg, &self._heap[0], &self._probs[0], &self._cand[0],
                                 &self._bmax[0], fill)
         self.n_cand = rc if rc > 0 else 0
@@ -466,12 +509,14 @@ cdef class SamplerCore:
         as transformers' greedy decoding), else a draw. The logits are read in place."""
         cdef int64_t tok
         cdef Py_ssize_t rc
+        cdef const float* src
         cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
         if logits.shape[0] != self.n:
             return ERR_SHAPE
         if self._cfg.temperature == 0.0:
             with nogil:
-                tok = greedy_token(&logits[0], self._out_for(&logits[0]), self.n, prev_ptr, prev.shape[0],
+                src = self._source(&logits[0])
+                tok = greedy_token(src, self._out_for(src), self.n, prev_ptr, prev.shape[0],
                                    &self._counts[0], &self._cfg, &self._heap[0], &self._probs[0], &self._cand[0],
                                    &self._bmax[0])
             return tok

@@ -89,7 +89,7 @@ export PYTHONNOUSERSITE=1
 say "guest python: $("$PYWRAP" -c 'import platform, sys; print(sys.version.split()[0], platform.machine())')"
 
 # -- 3. PyPI's aarch64 wheels for the guest (the device side: no torch) ---------------
-GUEST_REQS="numpy onnxruntime tokenizers tqdm jinja2 onnx pytest hypothesis"
+GUEST_REQS="numpy onnxruntime tokenizers tqdm jinja2 onnx pytest hypothesis llguidance"
 wheel_stamp="$SITE/.edgelm-wheels"
 if [ ! -f "$wheel_stamp" ] || [ "$(cat "$wheel_stamp")" != "$GUEST_REQS" ]; then
     say "installing aarch64 wheels into $SITE: $GUEST_REQS"
@@ -159,7 +159,8 @@ done
 say "pytest under qemu-aarch64 -cpu $QEMU_CPU"
 EDGELM_FUZZ_VECTORS=3000 EDGELM_EXP_STRIDE=997 "$PYWRAP" -m pytest -q -p no:cacheprovider \
     tests/runtime/test_ortops.py tests/runtime/test_ortops_hostile.py tests/runtime/test_attention_op.py \
-    tests/runtime/test_chat_sandbox.py tests/test_sampling_fuzz.py tests/bench/test_store.py tests/test_exp.py
+    tests/runtime/test_chat_sandbox.py tests/test_sampling_fuzz.py tests/bench/test_store.py tests/test_exp.py \
+    tests/test_token_mask.py
 # One real generation: SmolLM2-135M int4 (exported on this x86 host: export needs torch)
 # answering through the chat template, greedy, on the emulated Arm CPU.
 MODEL="$CACHE/smollm2-135m-int4"
@@ -174,4 +175,13 @@ case "$answer" in
     "The capital of France is Paris."*) ;;
     *) say "expected 'The capital of France is Paris.'"; exit 1 ;;
 esac
+# The same question under a JSON schema: llguidance's aarch64 wheel computes the masks, the
+# cross-built sampling kernel applies them.
+printf '%s' '{"type":"object","properties":{"capital":{"type":"string","maxLength":20}},"required":["capital"],"additionalProperties":false}' \
+    > "$CACHE/capital.schema.json"
+answer="$("$PYWRAP" -m edgelm.cli generate "$MODEL" -p "What is the capital of France? Answer in JSON." \
+    --json-schema "$CACHE/capital.schema.json" --max-new-tokens 24 --threads 2)"
+say "under a JSON schema: $answer"
+"$PYWRAP" -c 'import json, sys; d = json.loads(sys.argv[1]); assert set(d) == {"capital"}, d' "$answer" \
+    || { say "the constrained answer is not the schema's JSON"; exit 1; }
 say "aarch64 lane passed in $((SECONDS - t0)) s"

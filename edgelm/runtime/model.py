@@ -17,6 +17,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from ..errors import RuntimeLoadError
+from ..grammar import Constraint, GrammarError, Matcher, TokenizerGrammars
 from ..manifest import Manifest, confined_file, read_manifest, verify_files
 from ..sampling import Sampler, SamplingParams
 from . import ortops
@@ -48,6 +49,7 @@ class Model:
         self.chat_template = load_chat_template(folder)
         self.eos_ids = frozenset(manifest.generation.eos_token_id)
         self.sampler = Sampler(manifest.architecture.vocab_size)
+        self.grammars = TokenizerGrammars(folder / "tokenizer.json", manifest.architecture.vocab_size, self.eos_ids)
         self._cached_ids: list[int] = []  # the tokens whose keys and values the cache holds
         self.reused_tokens = 0  # prompt tokens the last generate() took from the cache
         self.lookup_stats = DraftLength()  # the last generate()'s verification passes
@@ -71,22 +73,27 @@ class Model:
     @overload
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = ...,
                  sampling: SamplingParams | None = ..., stop: Sequence[str] = ..., stream: Literal[False] = ...,
-                 truncate: bool = ..., lookup: bool | None = ..., n: None = ...) -> str: ...
+                 truncate: bool = ..., lookup: bool | None = ..., n: None = ...,
+                 response_format: dict[str, Any] | None = ..., grammar: str | Constraint | None = ...) -> str: ...
 
     @overload
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = ...,
                  sampling: SamplingParams | None = ..., stop: Sequence[str] = ..., stream: Literal[False] = ...,
-                 truncate: bool = ..., lookup: bool | None = ..., *, n: int) -> list[str]: ...
+                 truncate: bool = ..., lookup: bool | None = ..., *, n: int,
+                 response_format: dict[str, Any] | None = ..., grammar: str | Constraint | None = ...) -> list[str]: ...
 
     @overload
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = ...,
                  sampling: SamplingParams | None = ..., stop: Sequence[str] = ..., *, stream: Literal[True],
-                 truncate: bool = ..., lookup: bool | None = ...) -> Iterator[str]: ...
+                 truncate: bool = ..., lookup: bool | None = ...,
+                 response_format: dict[str, Any] | None = ...,
+                 grammar: str | Constraint | None = ...) -> Iterator[str]: ...
 
     def generate(self, prompt: str | Sequence[dict[str, Any]], max_new_tokens: int = 256,
                  sampling: SamplingParams | None = None, stop: Sequence[str] = (), stream: bool = False,
                  truncate: bool = False, lookup: bool | None = None,
-                 n: int | None = None) -> str | Iterator[str] | list[str]:
+                 n: int | None = None, response_format: dict[str, Any] | None = None,
+                 grammar: str | Constraint | None = None) -> str | Iterator[str] | list[str]:
         """Generate a reply. ``prompt`` is a string or chat messages (the folder's chat
         template is applied). With ``stream=True`` returns an iterator of text pieces.
 
@@ -102,7 +109,15 @@ class Model:
         sample in one pass over the weights. Sample ``i`` is the text ``generate`` gives
         alone with seed ``seed + i`` (with ``n`` at most 7, token for token; from 8 rows the
         quantized matmul takes its prefill kernels, equal to float rounding). The model must
-        be loaded with ``sequences >= n``."""
+        be loaded with ``sequences >= n``.
+
+        ``response_format`` (``{"type": "json_schema", "schema": {...}}`` or ``{"type":
+        "json_object"}``) or ``grammar`` (a Lark or GBNF grammar, or a
+        :class:`~edgelm.grammar.Constraint`, e.g. ``Constraint("regex", r"...")``) constrains
+        the output: each step only tokens the grammar allows can be chosen (greedy or
+        sampled; the mask is applied in the sampling kernel before the filters), and the
+        reply ends when the grammar is complete. A reply cut by ``max_new_tokens`` is a
+        prefix of a valid one. A grammar that does not compile is a GrammarError."""
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
             raise RuntimeLoadError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
         ids = self.encode(prompt)
@@ -115,6 +130,12 @@ class Model:
             ids = ids[-(self.context - 1):]
         params = sampling or SamplingParams(temperature=0.0)
         greedy = params.temperature == 0.0
+        constraint = self._constraint(response_format, grammar)
+        if constraint is not None:
+            if lookup:
+                raise RuntimeLoadError("lookup cannot be combined with a grammar (drafted tokens are not masked)")
+            lookup = False
+            self.grammars.compile(constraint)  # a grammar that does not compile fails here, before any work
         if n is not None:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
                 raise RuntimeLoadError(f"n must be an integer >= 1, got {n!r}")
@@ -128,11 +149,25 @@ class Model:
                 raise RuntimeLoadError("stream=True gives one sample's text; it cannot be combined with n")
             if lookup:
                 raise RuntimeLoadError("lookup verifies one sequence's drafts; it cannot be combined with n")
-            return self._samples(ids, int(n), max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)))
+            return self._samples(ids, int(n), max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)), constraint)
         if lookup is None:  # where verified rows are a plain step's bits: edgelm's operators
             lookup = greedy and ortops.DOMAIN in self.manifest.io.operator_domains
-        pieces = self._pieces(ids, max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)), lookup=bool(lookup))
+        pieces = self._pieces(ids, max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)), lookup=bool(lookup),
+                              constraint=constraint)
         return pieces if stream else "".join(pieces)
+
+    @staticmethod
+    def _constraint(response_format: Any, grammar: Any) -> Constraint | None:
+        if response_format is not None and grammar is not None:
+            raise GrammarError("pass response_format or grammar, not both")
+        if response_format is not None:
+            return Constraint.from_response_format(response_format)
+        if grammar is None or isinstance(grammar, Constraint):
+            return grammar
+        if not isinstance(grammar, str):
+            raise GrammarError(f"grammar must be a Lark or GBNF grammar (a string) or a Constraint, got "
+                               f"{type(grammar).__name__}")
+        return Constraint("gbnf" if "::=" in grammar else "lark", grammar)
 
     def _prefill(self, ids: list[int]) -> np.ndarray:
         """Step the prompt, reusing the cached prefix it shares with what the cache holds
@@ -158,10 +193,29 @@ class Model:
         self._cached_ids = []
 
     def _tokens(self, ids: list[int], budget: int, params: SamplingParams, eos: frozenset[int],
-                lookup: bool) -> Iterator[int]:
+                lookup: bool, constraint: Constraint | None = None) -> Iterator[int]:
         """The generated tokens, at most ``budget``, ending at an end-of-sequence token if one
-        comes. With ``lookup``, drafted tokens are verified several a pass (see _verify);
-        the tokens are the same. The cache holds every token yielded but the last."""
+        comes (or when ``constraint``'s grammar is complete). With ``lookup``, drafted tokens
+        are verified several a pass (see _verify); the tokens are the same. The cache holds
+        every token yielded but the last."""
+        if constraint is None:
+            yield from self._free_tokens(ids, budget, params, eos, lookup)
+            return
+        matcher = self.grammars.compile(constraint).matcher()
+        self.sampler.constrain(matcher.mask)
+        try:
+            for tok in self._free_tokens(ids, budget, params, eos, False, matcher):
+                matcher.consume(tok)
+                yield tok
+                if matcher.done:
+                    return
+        finally:
+            self.sampler.constrain(None)
+
+    def _free_tokens(self, ids: list[int], budget: int, params: SamplingParams, eos: frozenset[int],
+                     lookup: bool, matcher: Matcher | None = None) -> Iterator[int]:
+        """_tokens' loop; with ``matcher``, its mask is refilled before each token is sampled
+        (the caller consumes each token it is given before asking for the next)."""
         self.sampler.params = params
         self.sampler.reseed(params.seed)
         history = np.empty(len(ids) + budget, np.int64)
@@ -173,6 +227,8 @@ class Model:
             index.extend(ids)
         self.lookup_stats = DraftLength()
         greedy = params.temperature == 0.0
+        if matcher is not None:
+            matcher.fill()
         tok = self.sampler.sample(logits, history[:n_hist])
         count = 0
         while True:
@@ -196,6 +252,8 @@ class Model:
                 logits = self.session.step([tok], copy=False)
                 self.lookup_stats.plain_step(time.perf_counter() - t0)
                 self._cached_ids.append(tok)
+                if matcher is not None:
+                    matcher.fill()
                 tok = self.sampler.sample(logits, history[:n_hist])
                 continue
             # One pass over tok and the draft: row j is the next-token logits after draft[:j].
@@ -225,16 +283,21 @@ class Model:
             tok = nxt
 
     def _parallel_tokens(self, ids: list[int], n: int, budget: int, params: SamplingParams, eos: frozenset[int],
-                         finished: Callable[[int, int], bool] | None = None) -> Iterator[list[int | None]]:
+                         finished: Callable[[int, int], bool] | None = None,
+                         constraint: Constraint | None = None) -> Iterator[list[int | None]]:
         """``n`` samples of one prompt in lockstep: one prefill, then one batched step per
         token for the samples still going. Yields, each step, the token each sample drew
         (None for a sample that has ended: at an end-of-sequence id, which is yielded, or
         when ``finished(i, token)`` said so after its token). Sample i draws with seed
         ``params.seed + i``. A finished sample leaves the batch; when the generator ends
-        (or is closed) the session is back to one sequence holding the prompt."""
+        (or is closed) the session is back to one sequence holding the prompt. With
+        ``constraint`` each sample has its own matcher, and ends when its grammar is complete."""
         samplers = [Sampler(self.manifest.architecture.vocab_size, params) for _ in range(n)]
+        matchers = [self.grammars.compile(constraint).matcher() for _ in range(n)] if constraint else []
         for i, sampler in enumerate(samplers):
             sampler.reseed(None if params.seed is None else params.seed + i)
+            if matchers:
+                sampler.constrain(matchers[i].mask)
         history = np.empty((n, len(ids) + budget), np.int64)
         history[:, :len(ids)] = ids
         logits = self._prefill(ids)
@@ -246,11 +309,16 @@ class Model:
                 drawn: list[int | None] = [None] * n
                 tokens, still = [], []
                 for slot, i in enumerate(active):
+                    if matchers:
+                        matchers[i].fill()
                     tok = samplers[i].sample(rows[slot], history[i, :len(ids) + step])
                     history[i, len(ids) + step] = tok
                     drawn[i] = tok
                     tokens.append(tok)
-                    if tok not in eos and not (finished is not None and finished(i, tok)):
+                    if matchers:
+                        matchers[i].consume(tok)
+                    if (tok not in eos and not (finished is not None and finished(i, tok))
+                            and not (matchers and matchers[i].done)):
                         still.append(slot)
                 yield drawn
                 if not still or step + 1 == budget:
@@ -269,7 +337,7 @@ class Model:
                 self.reset()
 
     def _samples(self, ids: list[int], n: int, max_new_tokens: int, params: SamplingParams,
-                 stop: _Stop) -> list[str]:
+                 stop: _Stop, constraint: Constraint | None = None) -> list[str]:
         budget = min(max_new_tokens, self.context - len(ids))
         out: list[list[int]] = [[] for _ in range(n)]
         if budget <= 0:
@@ -279,7 +347,7 @@ class Model:
             out[i].append(tok)
             return bool(stop.strings) and stop.find(self.tokenizer.decode(out[i])) >= 0
 
-        for _ in self._parallel_tokens(ids, n, budget, params, stop.eos_ids, finished):
+        for _ in self._parallel_tokens(ids, n, budget, params, stop.eos_ids, finished, constraint):
             pass
         texts = []
         for toks in out:
@@ -304,11 +372,11 @@ class Model:
         return int(min(np.searchsorted(cdf, self.sampler.uniform() * cdf[-1], side="right"), len(p) - 1))
 
     def _pieces(self, ids: list[int], max_new_tokens: int, params: SamplingParams, stop: _Stop,
-                lookup: bool = False) -> Iterator[str]:
+                lookup: bool = False, constraint: Constraint | None = None) -> Iterator[str]:
         budget = min(max_new_tokens, self.context - len(ids))  # the cache bounds it, not the caller
         out: list[int] = []
         emitted = 0
-        tokens = self._tokens(ids, budget, params, stop.eos_ids, lookup) if budget > 0 else iter(())
+        tokens = self._tokens(ids, budget, params, stop.eos_ids, lookup, constraint) if budget > 0 else iter(())
         for tok in tokens:
             if tok in stop.eos_ids:
                 break

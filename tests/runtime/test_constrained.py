@@ -127,4 +127,7 @@ def test_smollm2_extracts_a_person_as_json(smollm2_folders: dict[str, Path]) -> 
               "required": ["name", "age", "city"], "additionalProperties": False}
     msgs = [{"role": "user", "content": "Extract the person as JSON: Maria Lopez is 34 and lives in Seville."}]
     out = model.generate(msgs, max_new_tokens=80, response_format={"type": "json_schema", "schema": schema})
-    assert json.loads(out) == {"name": "Maria Lopez", "age": 34, "city": "Seville"}
+    assert out == '{\n  "name": "Maria Lopez",\n  "age": 34,\n  "city": "Seville"\n}'
+    free = model.generate(msgs, max_new_tokens=80)
+    with pytest.raises(json.JSONDecodeError):  # the README's claim: cut mid-way without the schema
+        json.loads(free)

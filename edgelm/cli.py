@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ._version import __version__
@@ -103,6 +104,23 @@ def _constraint_from(args: argparse.Namespace) -> Any:
     return None
 
 
+def _tool_call(args: argparse.Namespace, text: str, sampling: Any) -> int:
+    from .grammar import GrammarError
+    from .runtime import load
+
+    try:
+        tools = json.loads(Path(args.tools).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise GrammarError(f"{args.tools}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    except json.JSONDecodeError as e:
+        raise GrammarError(f"{args.tools}: not JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    model = load(args.model, threads=args.threads, context=args.context)
+    call = model.tool_call([{"role": "user", "content": text}], tools, max_new_tokens=args.max_new_tokens,
+                           sampling=sampling)
+    print(json.dumps({"name": call.name, "arguments": call.arguments}))
+    return 0
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .runtime import load
 
@@ -110,6 +128,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     text = _text(args.prompt, "prompt")
     stop = [_text(s, "stop string") for s in args.stop or ()]
     sampling = _sampling_from(args)
+    if args.tools:
+        return _tool_call(args, text, sampling)
     constraint = _constraint_from(args)  # a bad schema file fails before the model loads
     model = load(args.model, threads=args.threads, context=args.context, sequences=args.samples)
     if constraint is not None:
@@ -462,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     shape.add_argument("--grammar", metavar="FILE", help="constrain the reply to a Lark grammar (a .gbnf file or one "
                        "with ::= rules: GBNF, as llama.cpp's)")
     shape.add_argument("--regex", metavar="RE", help="constrain the reply to match this regular expression")
+    shape.add_argument("--tools", metavar="FILE", help="a JSON list of OpenAI-style function specs: reply with one "
+                       "call of one of them, printed as JSON {name, arguments}")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("verify", help="check a model folder against its manifest: files, sizes, sha256, graph")

@@ -126,8 +126,9 @@ def _render_with_deadline(render: Any, seconds: float) -> str:
 
 
 def render_chat(template: str | None, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
-                seconds: float = RENDER_SECONDS) -> str:
-    """The prompt ``template`` renders for ``messages``, in a sandbox, within ``seconds``."""
+                seconds: float = RENDER_SECONDS, tools: list[dict[str, Any]] | None = None) -> str:
+    """The prompt ``template`` renders for ``messages``, in a sandbox, within ``seconds``
+    (``tools``, OpenAI-style function specs, passed as the template's ``tools`` variable)."""
     for m in messages:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
             raise RuntimeLoadError("chat messages must be dicts with a string 'role' and 'content'")
@@ -143,7 +144,8 @@ def render_chat(template: str | None, messages: list[dict[str, Any]], *, add_gen
     try:
         compiled = _compiled(template)
         text = _render_with_deadline(
-            lambda: compiled.render(messages=messages, add_generation_prompt=add_generation_prompt), seconds)
+            lambda: compiled.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                    **({"tools": tools} if tools else {})), seconds)
     except _TemplateTimeout:
         raise RuntimeLoadError(f"the chat template did not finish rendering in {seconds:g} s "
                                "(a loop that never ends?)") from None

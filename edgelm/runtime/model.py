@@ -24,6 +24,7 @@ from . import ortops
 from .chat import load_chat_template, render_chat
 from .lookup import DraftLength, NgramIndex
 from .session import DecoderSession, open_session
+from .tools import ToolCall
 
 __all__ = ["load", "Model", "DEFAULT_CONTEXT"]
 
@@ -62,8 +63,8 @@ class Model:
     def kv_cache_bytes(self) -> int:
         return self.session.kv_cache_bytes
 
-    def encode(self, prompt: str | Sequence[dict[str, Any]]) -> list[int]:
-        text = prompt if isinstance(prompt, str) else render_chat(self.chat_template, list(prompt))
+    def encode(self, prompt: str | Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
+        text = prompt if isinstance(prompt, str) else render_chat(self.chat_template, list(prompt), tools=tools)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
@@ -155,6 +156,27 @@ class Model:
         pieces = self._pieces(ids, max_new_tokens, params, _Stop(self.eos_ids, tuple(stop)), lookup=bool(lookup),
                               constraint=constraint)
         return pieces if stream else "".join(pieces)
+
+    def tool_call(self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]], max_new_tokens: int = 256,
+                  sampling: SamplingParams | None = None) -> ToolCall:
+        """One call of one of ``tools`` (OpenAI function specs) for the chat ``messages``:
+        the tools rendered by the chat template (or listed in a system message when it takes
+        none), the reply constrained to ``{"name": <a tool>, "arguments": <valid for it>}``
+        in the template's wrapper (Qwen's ``<tool_call>`` tags) if it has one, and parsed."""
+        from .tools import parse_call, parse_tools, tool_constraint, tool_messages
+
+        specs = parse_tools(tools)
+        if isinstance(messages, str):
+            raise GrammarError("tool_call takes chat messages (a list of role/content dicts)")
+        msgs = tool_messages(list(messages), specs, self.chat_template)
+        ids = self.encode(msgs, tools=[t.to_openai() for t in specs])
+        if len(ids) >= self.context:
+            raise RuntimeLoadError(f"the prompt with its tools has {len(ids)} tokens but the context is {self.context}")
+        constraint = tool_constraint(specs, self.chat_template)
+        self.grammars.compile(constraint)
+        params = sampling or SamplingParams(temperature=0.0)
+        text = "".join(self._pieces(ids, max_new_tokens, params, _Stop(self.eos_ids, ()), constraint=constraint))
+        return parse_call(text)
 
     @staticmethod
     def _constraint(response_format: Any, grammar: Any) -> Constraint | None:

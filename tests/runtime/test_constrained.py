@@ -33,19 +33,25 @@ def _valid(text: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def tiny_int4(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One export (the mask does not depend on the graph: the sampler applies it)."""
+def tiny_int4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export of the tied tiny Llama with a 1,024-token context (a prompt listing tools
+    in byte-level tokens is long); the mask does not depend on the graph."""
     pytest.importorskip("torch")
+    from dataclasses import replace
+
     from edgelm.export import ExportConfig, export
 
-    out = tmp_path_factory.mktemp("constrained") / "int4"
-    export(str(tiny_models["llama-tied"]), out, ExportConfig(quant="int4", verify=False, progress=False))
-    return out
+    from ..conftest import TINY_VARIANTS, build_tiny_hf_folder
+
+    root = tmp_path_factory.mktemp("constrained")
+    hf = build_tiny_hf_folder(root / "hf", replace(TINY_VARIANTS["llama-tied"], max_context=1024))
+    export(str(hf), root / "int4", ExportConfig(quant="int4", verify=False, progress=False))
+    return root / "int4"
 
 
 @pytest.fixture
 def tiny(tiny_int4: Path) -> edgelm.Model:
-    return edgelm.load(tiny_int4, threads=2, context=256, sequences=3)
+    return edgelm.load(tiny_int4, threads=2, context=1024, sequences=3)
 
 
 @pytest.mark.parametrize("sampling", [None, edgelm.SamplingParams(temperature=1.5, top_k=50, seed=3),
@@ -131,3 +137,75 @@ def test_smollm2_extracts_a_person_as_json(smollm2_folders: dict[str, Path]) -> 
     free = model.generate(msgs, max_new_tokens=80)
     with pytest.raises(json.JSONDecodeError):  # the README's claim: cut mid-way without the schema
         json.loads(free)
+
+
+TOOLS = [{"type": "function", "function": {"name": "lamp", "description": "Switch the lamp",
+                                           "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}},
+                                                          "required": ["on"], "additionalProperties": False}}},
+         {"type": "function", "function": {"name": "volume", "description": "Set the volume",
+                                           "parameters": {"type": "object",
+                                                          "properties": {"level": {"type": "integer", "minimum": 0,
+                                                                                   "maximum": 10}},
+                                                          "required": ["level"], "additionalProperties": False}}}]
+#: A Qwen-style template: it renders ``tools`` itself and wraps calls in <tool_call> tags.
+QWEN_LIKE = ("{% if tools %}<|im_start|>system\n<tools>{% for t in tools %}{{ t.function.name }} {% endfor %}"
+             "</tools> Answer with <tool_call> tags.<|im_end|>\n{% endif %}"
+             "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+             "<|im_start|>assistant\n")
+
+
+def _valid_call(call: object) -> bool:
+    args = call.arguments  # type: ignore[attr-defined]
+    if call.name == "lamp":  # type: ignore[attr-defined]
+        return set(args) == {"on"} and isinstance(args["on"], bool)
+    return call.name == "volume" and set(args) == {"level"} and 0 <= args["level"] <= 10  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("template", ["plain", "qwen-like"])
+def test_tool_calls_name_a_tool_with_valid_arguments(tiny: edgelm.Model, template: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A random model: the grammar alone makes the call one of the tools, its arguments
+    valid, in the template's format (bare JSON, or inside <tool_call> tags)."""
+    from edgelm.runtime import tools as tools_mod
+
+    if template == "qwen-like":
+        tiny.chat_template = QWEN_LIKE
+    seen = []
+    real = tools_mod.parse_call
+    monkeypatch.setattr(tools_mod, "parse_call", lambda text: (seen.append(text), real(text))[1])
+    msgs = [{"role": "user", "content": "turn it up"}]
+    for sampling in (None, edgelm.SamplingParams(temperature=1.5, seed=2)):
+        call = tiny.tool_call(msgs, TOOLS, max_new_tokens=200, sampling=sampling)
+        assert _valid_call(call), call
+    assert all(t.startswith("<tool_call>\n") == (template == "qwen-like") for t in seen), seen
+    prompt = tiny.tokenizer.decode(tiny.encode(tools_mod.tool_messages(msgs, tools_mod.parse_tools(TOOLS),
+                                                                       tiny.chat_template), tools=TOOLS))
+    assert "lamp" in prompt and "volume" in prompt  # listed by the template or by the system message
+
+
+@pytest.mark.parametrize("tools, message", [
+    ([], "list of 1 to"),
+    ([{"name": "1x"}], "must be an identifier"),
+    ([{"name": "a", "parameters": {"type": "string"}}], "of type object"),
+    ([{"name": "a"}, {"name": "a"}], "a second tool named"),
+])
+def test_bad_tool_specs_are_one_line_errors(tiny: edgelm.Model, tools: list, message: str) -> None:
+    with pytest.raises(GrammarError, match=message):
+        tiny.tool_call([{"role": "user", "content": "x"}], tools)
+
+
+@pytest.mark.slow
+def test_smollm2_calls_the_weather_tool(smollm2_folders: dict[str, Path]) -> None:
+    model = edgelm.load(smollm2_folders["int4"], threads=2)
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Weather forecast for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40},
+                                                       "day": {"enum": ["today", "tomorrow"]}},
+                       "required": ["city", "day"], "additionalProperties": False}}},
+        {"type": "function", "function": {
+            "name": "send_email", "description": "Send an email",
+            "parameters": {"type": "object", "properties": {"to": {"type": "string", "maxLength": 60},
+                                                           "body": {"type": "string", "maxLength": 200}},
+                           "required": ["to", "body"], "additionalProperties": False}}}]
+    call = model.tool_call([{"role": "user", "content": "What is the weather in Oslo tomorrow?"}], tools)
+    assert (call.name, call.arguments) == ("get_weather", {"city": "Oslo", "day": "tomorrow"})

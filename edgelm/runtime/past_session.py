@@ -11,7 +11,6 @@ ONNX Runtime allocates a present one row longer and the runtime keeps it as the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 from ..arch import Architecture
 from ..errors import RuntimeLoadError
 from ..manifest import IOSpec
-from .session import LOGITS, MAX_LOGIT_ROWS, MAX_SEQUENCES, _one_line
+from .session import LOGITS, _one_line, ort_session, step_ids
 
 __all__ = ["PastSession"]
 
@@ -62,27 +61,11 @@ class PastSession:
 
     def __init__(self, onnx_path: Path, arch: Architecture, io: IOSpec, *, context: int,
                  threads: int | None = None, spinning: bool = True, sequences: int = 1) -> None:
-        import onnxruntime as ort
-
-        if isinstance(sequences, bool) or not isinstance(sequences, int) or not 1 <= sequences <= MAX_SEQUENCES:
-            raise RuntimeLoadError(f"sequences must be an integer in [1, {MAX_SEQUENCES}], got {sequences!r}")
-        if context < 1:
-            raise RuntimeLoadError(f"context must be at least 1 token, got {context}")
-        if context > arch.max_context:
-            raise RuntimeLoadError(f"context {context} exceeds the model's maximum of {arch.max_context} tokens")
         self.arch, self.io = arch, io
         self.context = int(context)
         self.sequences = sequences
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = int(threads or min(4, os.cpu_count() or 1))
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 4
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        try:
-            self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise RuntimeLoadError(f"{onnx_path}: ONNX Runtime cannot load the model: {_one_line(e)}") from e
+        self.session = ort_session(onnx_path, arch, io, context=context, threads=threads, spinning=spinning,
+                                   sequences=sequences)
         _check_graph(self.session, arch, io, onnx_path)
         self.kv_dtype = np.dtype(np.float32)
         self._outputs = [LOGITS, *io.present_key, *io.present_value]
@@ -164,14 +147,8 @@ class PastSession:
         return view
 
     def step(self, token_ids: np.ndarray | list[int], copy: bool = True, rows: int = 1) -> np.ndarray:
-        ids = np.ascontiguousarray(np.asarray(token_ids, dtype=np.int64).reshape(1, -1))
+        ids = step_ids(token_ids, self.batch, rows)
         n = ids.shape[1]
-        if n == 0:
-            raise ValueError("step() needs at least one token")
-        if self.batch != 1:
-            raise ValueError(f"step() steps one sequence, but {self.batch} are forked (use step_batch)")
-        if not 1 <= rows <= min(n, MAX_LOGIT_ROWS):
-            raise ValueError(f"rows must be in [1, {min(n, MAX_LOGIT_ROWS)}] for a step of {n} tokens, got {rows}")
         logits = self._run(ids)[0]
         out = logits[-1] if rows == 1 else logits[n - rows:]
         if copy:

@@ -88,6 +88,48 @@ def _check_graph(session: Any, arch: Architecture, io: IOSpec, path: Path) -> No
         raise fail(f"logits have shape {logits} but architecture.vocab_size is {arch.vocab_size}")
 
 
+def ort_session(onnx_path: Path, arch: Architecture, io: IOSpec, *, context: int, threads: int | None,
+                spinning: bool, sequences: int) -> Any:
+    """The checks both sessions make of their arguments, and the ONNX Runtime session: all
+    optimisations, ``threads`` intra-op threads, edgelm's operators registered (required
+    when the manifest lists their domain), its failure one RuntimeLoadError."""
+    import onnxruntime as ort
+
+    if isinstance(sequences, bool) or not isinstance(sequences, int) or not 1 <= sequences <= MAX_SEQUENCES:
+        raise RuntimeLoadError(f"sequences must be an integer in [1, {MAX_SEQUENCES}], got {sequences!r}")
+    if context < 1:
+        raise RuntimeLoadError(f"context must be at least 1 token, got {context}")
+    if context > arch.max_context:
+        raise RuntimeLoadError(f"context {context} exceeds the model's maximum of {arch.max_context} tokens")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = int(threads or min(4, os.cpu_count() or 1))
+    so.inter_op_num_threads = 1
+    # ONNX Runtime would print an operator's failure to stderr itself, before edgelm turns
+    # it into one line (RuntimeLoadError): only fatal messages from its logger.
+    so.log_severity_level = 4
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    ortops.register(so, required=ortops.DOMAIN in io.operator_domains)
+    try:
+        return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise RuntimeLoadError(f"{onnx_path}: ONNX Runtime cannot load the model: {_one_line(e)}") from e
+
+
+def step_ids(token_ids: np.ndarray | list[int], batch: int, rows: int) -> np.ndarray:
+    """step()'s tokens as a [1, n] int64 array, checked: at least one, one sequence in the
+    session, ``rows`` in [1, min(n, MAX_LOGIT_ROWS)]."""
+    ids = np.ascontiguousarray(np.asarray(token_ids, dtype=np.int64).reshape(1, -1))
+    n = ids.shape[1]
+    if n == 0:
+        raise ValueError("step() needs at least one token")
+    if batch != 1:
+        raise ValueError(f"step() steps one sequence, but {batch} are forked (use step_batch)")
+    if not 1 <= rows <= min(n, MAX_LOGIT_ROWS):
+        raise ValueError(f"rows must be in [1, {min(n, MAX_LOGIT_ROWS)}] for a step of {n} tokens, got {rows}")
+    return ids
+
+
 class DecoderSession:
     """One sequence, or up to ``sequences`` in lockstep, on an edgelm ONNX decoder, as the
     manifest describes it: the architecture sizes the KV cache; the IOSpec names the
@@ -95,30 +137,10 @@ class DecoderSession:
 
     def __init__(self, onnx_path: Path, arch: Architecture, io: IOSpec, *, context: int,
                  threads: int | None = None, spinning: bool = True, sequences: int = 1) -> None:
-        import onnxruntime as ort
-
-        if isinstance(sequences, bool) or not isinstance(sequences, int) or not 1 <= sequences <= MAX_SEQUENCES:
-            raise RuntimeLoadError(f"sequences must be an integer in [1, {MAX_SEQUENCES}], got {sequences!r}")
-        if context < 1:
-            raise RuntimeLoadError(f"context must be at least 1 token, got {context}")
-        if context > arch.max_context:
-            raise RuntimeLoadError(f"context {context} exceeds the model's maximum of {arch.max_context} tokens")
         self.arch, self.io = arch, io
         self.context = int(context)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = int(threads or min(4, os.cpu_count() or 1))
-        so.inter_op_num_threads = 1
-        # ONNX Runtime would print an operator's failure to stderr itself, before edgelm
-        # turns it into one line (RuntimeLoadError): only fatal messages from its logger.
-        so.log_severity_level = 4
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        ortops.register(so, required=ortops.DOMAIN in io.operator_domains)
-        try:
-            self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise RuntimeLoadError(f"{onnx_path}: ONNX Runtime cannot load the model: "
-                                   f"{_one_line(e)}") from e
+        self.session = ort_session(onnx_path, arch, io, context=context, threads=threads, spinning=spinning,
+                                   sequences=sequences)
         _check_graph(self.session, arch, io, onnx_path)
         self.sequences = sequences
         # float16 under edgelm's Attention operator, float32 under GroupQueryAttention: the
@@ -288,14 +310,7 @@ class DecoderSession:
         read-only view of the buffer the session binds, valid only until the next step
         (which overwrites it; the decode loops use it to skip a copy of the vocabulary per
         token)."""
-        ids = np.ascontiguousarray(np.asarray(token_ids, dtype=np.int64).reshape(1, -1))
-        n = ids.shape[1]
-        if n == 0:
-            raise ValueError("step() needs at least one token")
-        if self.batch != 1:
-            raise ValueError(f"step() steps one sequence, but {self.batch} are forked (use step_batch)")
-        if not 1 <= rows <= min(n, MAX_LOGIT_ROWS):
-            raise ValueError(f"rows must be in [1, {min(n, MAX_LOGIT_ROWS)}] for a step of {n} tokens, got {rows}")
+        ids = step_ids(token_ids, self.batch, rows)
         self._run(ids, rows)
         out = self._logits[0] if rows == 1 else self._logits[:rows]
         if copy:

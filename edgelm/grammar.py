@@ -194,9 +194,13 @@ class TokenizerGrammars:
     def tokenizer(self) -> Any:
         if self._tok is None:
             ll = _engine()
+            text = self._path.read_text(encoding="utf-8")
             try:
-                self._tok = ll.LLTokenizer(self._path.read_text(encoding="utf-8"), n_vocab=self._vocab,
-                                           eos_token=self._eos or None)
+                try:
+                    self._tok = ll.LLTokenizer(text, n_vocab=self._vocab, eos_token=self._eos or None)
+                except TypeError:  # llguidance before 1.7 (the newest aarch64 manylinux2014 wheel) takes one id
+                    self._tok = ll.LLTokenizer(text, n_vocab=self._vocab,
+                                               eos_token=self._eos[0] if self._eos else None)
             except Exception as e:  # noqa: BLE001  (a tokenizer.json llguidance cannot read)
                 raise GrammarError(f"{self._path}: llguidance cannot read this tokenizer: {_first_line(e)}") from None
         return self._tok

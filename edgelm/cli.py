@@ -86,10 +86,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _sampling_from(args: argparse.Namespace) -> Any:
-    from .sampling import SamplingParams
+    from .sampling import DRY_BREAKERS, SamplingParams
 
+    breakers: tuple[str, ...] = DRY_BREAKERS
+    if args.dry_sequence_breaker is not None:
+        texts = [_text(b, "DRY sequence breaker") for b in args.dry_sequence_breaker]
+        breakers = () if texts == ["none"] else tuple(texts)
+    samplers = None
+    if args.samplers is not None:
+        samplers = tuple(s.strip() for s in _text(args.samplers, "sampler list").replace(",", ";").split(";")
+                         if s.strip())
     return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                          repetition_penalty=args.repetition_penalty, seed=args.seed)
+                          repetition_penalty=args.repetition_penalty, frequency_penalty=args.frequency_penalty,
+                          presence_penalty=args.presence_penalty, seed=args.seed,
+                          penalty_last_n=None if args.repeat_last_n == -1 else args.repeat_last_n,
+                          samplers=samplers, min_keep=args.min_keep, typical_p=args.typical_p,
+                          top_n_sigma=args.top_n_sigma, xtc_probability=args.xtc_probability,
+                          xtc_threshold=args.xtc_threshold, dry_multiplier=args.dry_multiplier,
+                          dry_base=args.dry_base, dry_allowed_length=args.dry_allowed_length,
+                          dry_penalty_last_n=None if args.dry_penalty_last_n == -1 else args.dry_penalty_last_n,
+                          dry_sequence_breakers=breakers)
 
 
 def _constraint_from(args: argparse.Namespace) -> Any:
@@ -427,7 +443,28 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=_finite, default=1.0)
     p.add_argument("--min-p", type=_finite, default=0.0)
     p.add_argument("--repetition-penalty", type=_finite, default=1.0)
+    p.add_argument("--frequency-penalty", type=_finite, default=0.0)
+    p.add_argument("--presence-penalty", type=_finite, default=0.0)
+    p.add_argument("--repeat-last-n", type=_int_in(-1, 2**62), default=-1, metavar="N",
+                   help="the penalties read the last N tokens (-1: all, default; 0: none)")
     p.add_argument("--seed", type=_int_in(0, 2**64 - 1), default=None)
+    g = p.add_argument_group("llama.cpp's sampler chain (on with --samplers or any of these filters)")
+    g.add_argument("--samplers", metavar="LIST", default=None,
+                   help="the chain's steps in order, separated by ';' or ',': penalties, dry, top_n_sigma, top_k, "
+                        "typical, top_p, min_p, xtc, temperature (llama.cpp's names typ_p, temp work too)")
+    g.add_argument("--min-keep", type=_int_in(0, 2**62), default=0)
+    g.add_argument("--typical-p", type=_finite, default=1.0)
+    g.add_argument("--top-n-sigma", type=_finite, default=0.0)
+    g.add_argument("--xtc-probability", type=_finite, default=0.0)
+    g.add_argument("--xtc-threshold", type=_finite, default=0.1)
+    g.add_argument("--dry-multiplier", type=_finite, default=0.0)
+    g.add_argument("--dry-base", type=_finite, default=1.75)
+    g.add_argument("--dry-allowed-length", type=_int_in(0, 2**62), default=2)
+    g.add_argument("--dry-penalty-last-n", type=_int_in(-1, 2**62), default=-1, metavar="N",
+                   help="DRY reads the last N tokens (-1: all, default; 0: none)")
+    g.add_argument("--dry-sequence-breaker", action="append", default=None, metavar="TEXT",
+                   help="a string DRY's repeats may not reach across (repeatable; 'none' for none; default: "
+                        "llama.cpp's newline, ':', '\"', '*')")
     p.add_argument("--threads", type=THREADS, default=None)
     p.add_argument("--context", type=_int_in(1, 1 << 22), default=None, help="KV cache size in tokens (default 2048)")
     p.add_argument("--lookup", action=argparse.BooleanOptionalAction, default=None,

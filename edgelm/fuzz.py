@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .errors import SamplingError
-from .sampling import FLOAT32_TINY, Sampler, SamplingParams
+from .sampling import FLOAT32_TINY, STEPS, Sampler, SamplingParams
 
 __all__ = ["FuzzReport", "fuzz", "random_case", "check_case"]
 
@@ -77,14 +78,14 @@ def _choose(rng: np.random.Generator, *values: float) -> float:
     return float(values[int(rng.integers(0, len(values)))])
 
 
-def random_case(seed: int) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
+def random_case(seed: int) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
     """Logits, sampling parameters (keyword arguments of :class:`SamplingParams`, which may
     reject them) and a history for case ``seed``: the same on every machine."""
     rng = np.random.default_rng(seed)
     x = _logits(rng)
     n = x.size
     temperature = _choose(rng, 0.0, 1.0, 0.7, 1e-50, 1e-40, float(FLOAT32_TINY), 1e-30, 1e-6, 100.0, 1e30)
-    params = dict(
+    params: dict[str, Any] = dict(
         temperature=temperature,
         top_k=int(_choose(rng, 0, 1, 2, 5, 50, n - 1, n, n + 1, 10**9)),
         top_p=_choose(rng, 1.0, 0.9, 0.5, 1e-9, 0.999999, 5e-324),
@@ -95,7 +96,35 @@ def random_case(seed: int) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
         presence_penalty=_choose(rng, 0.0, 0.3, -1e308, 1e308),
         seed=int(rng.integers(0, 2**63)),
     ) if rng.random() < 0.9 else {"temperature": 0.0}
-    prev = rng.integers(0, n, int(rng.integers(0, 9)), dtype=np.int64)
+    long_history = rng.random() < 0.03
+    prev = rng.integers(0, n, int(rng.integers(1025, 1500) if long_history else rng.integers(0, 9)), dtype=np.int64)
+    if len(params) > 1 and rng.random() < 0.4:  # llama.cpp's chain, its steps in a random order
+        steps = [str(s) for s in rng.permutation(list(STEPS))[:int(rng.integers(1, len(STEPS) + 1))]]
+        params.update(
+            samplers=tuple(steps),
+            min_keep=int(_choose(rng, 0, 1, 3, n, n + 1, 10**9)),
+            penalty_last_n=rng.choice(np.array([None, 0, 1, 3, 64, 10**9], dtype=object)),
+            typical_p=_choose(rng, 1.0, 0.9, 0.2, 1e-9),
+            top_n_sigma=_choose(rng, 0.0, 1.0, 1e-9, 3.0, 1e30),
+            # XTC at 0 or 1 only: a coin between would make process() and sample() differ
+            xtc_probability=_choose(rng, 0.0, 1.0),
+            xtc_threshold=_choose(rng, 0.0, 0.1, 0.5, 0.9),
+            dry_multiplier=_choose(rng, 0.0, 0.8, 1e30, 3.4e38),
+            dry_base=_choose(rng, 1.0, 1.75, 1.000001, 1e10, 3.4e38),
+            dry_allowed_length=int(_choose(rng, 0, 1, 2, 10**9)),
+            dry_penalty_last_n=rng.choice(np.array([None, 0, 2, 50], dtype=object)),
+            dry_sequence_breakers=tuple(tuple(int(t) for t in rng.integers(0, n, int(rng.integers(1, 4))))
+                                        for _ in range(int(rng.integers(0, 4)))),
+        )
+        # A parameter whose step is left out would be refused: switch those off.
+        for step, name, off in (("top_k", "top_k", 0), ("top_p", "top_p", 1.0), ("min_p", "min_p", 0.0),
+                                ("typical", "typical_p", 1.0), ("top_n_sigma", "top_n_sigma", 0.0),
+                                ("xtc", "xtc_probability", 0.0), ("dry", "dry_multiplier", 0.0),
+                                ("temperature", "temperature", 0.0 if params["temperature"] == 0.0 else 1.0)):
+            if step not in steps:
+                params[name] = off
+        if "penalties" not in steps:
+            params.update(repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0)
     return x, params, prev
 
 
@@ -124,7 +153,7 @@ def _must_not_raise(x: np.ndarray, p: SamplingParams, prev: np.ndarray) -> bool:
         return p.greedy or bool(np.isfinite(np.float32(pen.max()) / np.float32(p.temperature)))
 
 
-def check_case(sampler: Sampler, x: np.ndarray, kwargs: dict[str, float], prev: np.ndarray, seed: int,
+def check_case(sampler: Sampler, x: np.ndarray, kwargs: dict[str, Any], prev: np.ndarray, seed: int,
                report: FuzzReport) -> None:
     """Run one case through ``sampler`` (sized for ``x``) and record what was wrong."""
     report.vectors += 1
@@ -147,7 +176,7 @@ def check_case(sampler: Sampler, x: np.ndarray, kwargs: dict[str, float], prev: 
         return
     if out is None:
         report.errors += 1
-        if _must_not_raise(x, p, prev):
+        if p.chain is None and _must_not_raise(x, p, prev):
             report.fail(seed, "raised on finite logits whose penalised and scaled values stay finite")
         return
     assert tok is not None
@@ -159,7 +188,10 @@ def check_case(sampler: Sampler, x: np.ndarray, kwargs: dict[str, float], prev: 
         report.fail(seed, f"drew token {tok}, which process() filtered")
     if np.isnan(x).any():
         report.fail(seed, "NaN logits gave a token")
-    if p.greedy:
+    if p.greedy and p.chain is not None:  # the chain's greedy choice: the most likely survivor
+        if tok != int(np.argmax(out)):
+            report.fail(seed, f"greedy chain drew {tok}, the survivors' argmax is {int(np.argmax(out))}")
+    elif p.greedy:
         pen = _penalised(x, p, prev)
         if np.isfinite(pen).all() and tok != int(np.argmax(pen)):
             report.fail(seed, f"greedy drew {tok}, argmax is {int(np.argmax(pen))}")

@@ -19,7 +19,8 @@ from _blocks cimport (EDGELM_BLOCK, block_end, edgelm_bmax, edgelm_collect_ge, e
 from _heap cimport kth_largest, kth_largest_bmax
 from _rng cimport splitmix64, uniform
 from _sort cimport sort_desc
-from _typedefs cimport Candidate, SamplingConfig
+from _typedefs cimport (MAX_STEPS, STEP_DRY, STEP_MIN_P, STEP_PENALTIES, STEP_TEMPERATURE, STEP_TOP_K,
+                        STEP_TOP_N_SIGMA, STEP_TOP_P, STEP_TYPICAL, STEP_XTC, Candidate, SamplingConfig)
 
 
 # Return codes of the inner functions (the Python wrapper turns them into errors).
@@ -368,10 +369,14 @@ cdef void apply_mask(const float* src, float* dst, Py_ssize_t n, const uint32_t*
                 dst[i] = src[i] if (bits >> (i - base)) & 1 else -INFINITY
 
 
+include "_chain.pxi"
+
+
 # -- Python face: one object per sampler holds the scratch pointers, so a decode step is
 # one call that acquires two buffers (the logits and the history); edgelm.sampling validates.
 
 DEF ERR_SHAPE = -4
+DEF ERR_DRY_ROOM = -6  # the DRY scratch is shorter than the window: the wrapper grows it and calls again
 
 
 cdef inline SamplingConfig _config(double temperature, int64_t top_k, double top_p, double min_p,
@@ -385,6 +390,17 @@ cdef inline SamplingConfig _config(double temperature, int64_t top_k, double top
     cfg.repetition_penalty = repetition_penalty
     cfg.frequency_penalty = frequency_penalty
     cfg.presence_penalty = presence_penalty
+    cfg.penalty_last_n = -1
+    cfg.n_steps = 0
+    cfg.min_keep = 0
+    cfg.typical_p = 1.0
+    cfg.top_n_sigma = 0.0
+    cfg.xtc_probability = 0.0
+    cfg.xtc_threshold = 0.1
+    cfg.dry_multiplier = 0.0
+    cfg.dry_base = 1.75
+    cfg.dry_allowed_length = 2
+    cfg.dry_last_n = -1
     return cfg
 
 
@@ -409,7 +425,8 @@ cdef class SamplerCore:
     the random state of one sampler. Methods return token ids or kept-candidate counts
     (>= 0), or an error code (< 0): -1 NaN, -2 all -inf, -3 history id out of range,
     -4 wrong number of logits, -5 a logit is +inf or the penalties or temperature pushed one
-    past float32's range."""
+    past float32's range, -6 the DRY scratch is shorter than the history window (grow it
+    with ``set_dry`` and call again)."""
     cdef readonly Py_ssize_t n
     cdef readonly Py_ssize_t out_offset  # where out starts in out_buf (4K-aliasing guard)
     cdef readonly Py_ssize_t n_cand
@@ -418,28 +435,110 @@ cdef class SamplerCore:
     cdef float[::1] _heap
     cdef float[::1] _probs
     cdef Candidate[::1] _cand
+    cdef Candidate[::1] _cand2
     cdef float[::1] _bmax
     cdef SamplingConfig _cfg
     cdef uint64_t _state
     cdef int32_t[::1] _mask_words  # a grammar's allowed tokens, refilled in place each step
     cdef float[::1] _masked  # the logits with the disallowed ones at -inf
     cdef bint _masking
+    cdef ChainScratch _sc
+    cdef Py_ssize_t _dry_room
+    cdef object _keep  # the DRY and breaker arrays _sc points into
 
     def __init__(self, float[::1] out_buf, int32_t[::1] counts, float[::1] heap, float[::1] probs,
-                 Candidate[::1] cand, float[::1] bmax):
+                 Candidate[::1] cand, float[::1] bmax, Candidate[::1] cand2):
         cdef Py_ssize_t n = counts.shape[0]
         if (n < 1 or out_buf.shape[0] < n + 256 or heap.shape[0] < n or probs.shape[0] < n
-                or cand.shape[0] < n or bmax.shape[0] < 2 * ((n + EDGELM_BLOCK - 1) // EDGELM_BLOCK)):
+                or cand.shape[0] < n or cand2.shape[0] < n
+                or bmax.shape[0] < 2 * ((n + EDGELM_BLOCK - 1) // EDGELM_BLOCK)):
             raise ValueError("scratch buffers too small for the vocabulary")
         self.n = n
-        self._out_buf, self._counts, self._heap, self._probs, self._cand, self._bmax = \
-            out_buf, counts, heap, probs, cand, bmax
+        self._out_buf, self._counts, self._heap, self._probs, self._cand, self._bmax, self._cand2 = \
+            out_buf, counts, heap, probs, cand, bmax, cand2
         self._cfg = _config(1.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0)
+        self._sc.counts = &counts[0]
+        self._sc.heap = &heap[0]
+        self._sc.probs = &probs[0]
+        self._sc.cand = &cand[0]
+        self._sc.cand2 = &cand2[0]
+        self._sc.bmax = &bmax[0]
+        self._sc.state = &self._state
+        self._sc.dry_max = NULL
+        self._sc.dry_z = NULL
+        self._sc.dry_touched = NULL
+        self._sc.brk_first = NULL
+        self._sc.brk_next = NULL
+        self._sc.brk_off = NULL
+        self._sc.brk_tail = NULL
+        self._sc.brk_single = NULL
+        self._dry_room = 0
 
     def configure(self, double temperature, int64_t top_k, double top_p, double min_p,
-                  double repetition_penalty, double frequency_penalty, double presence_penalty):
-        self._cfg = _config(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
-                            presence_penalty)
+                  double repetition_penalty, double frequency_penalty, double presence_penalty,
+                  int64_t penalty_last_n=-1, steps=(), int64_t min_keep=0, double typical_p=1.0,
+                  double top_n_sigma=0.0, double xtc_probability=0.0, double xtc_threshold=0.1,
+                  double dry_multiplier=0.0, double dry_base=1.75, int64_t dry_allowed_length=2,
+                  int64_t dry_last_n=-1):
+        """The parameters (edgelm.sampling validates them). ``steps`` (codes 1-9 of
+        _typedefs.pxd) selects the llama.cpp chain; empty, the transformers pipeline runs."""
+        cdef SamplingConfig cfg = _config(temperature, top_k, top_p, min_p, repetition_penalty,
+                                          frequency_penalty, presence_penalty)
+        cdef Py_ssize_t i
+        if len(steps) > MAX_STEPS or any(not STEP_PENALTIES <= s <= STEP_TEMPERATURE for s in steps):
+            raise ValueError("bad sampler steps")
+        if STEP_DRY in steps and dry_multiplier != 0.0 and self._sc.dry_max == NULL:
+            raise ValueError("DRY needs its scratch: call set_dry first")
+        cfg.penalty_last_n = penalty_last_n
+        cfg.n_steps = len(steps)
+        for i in range(cfg.n_steps):
+            cfg.steps[i] = steps[i]
+        cfg.min_keep = min_keep
+        cfg.typical_p = typical_p
+        cfg.top_n_sigma = top_n_sigma
+        cfg.xtc_probability = xtc_probability
+        cfg.xtc_threshold = xtc_threshold
+        cfg.dry_multiplier = dry_multiplier
+        cfg.dry_base = dry_base
+        cfg.dry_allowed_length = dry_allowed_length
+        cfg.dry_last_n = dry_last_n
+        self._cfg = cfg
+
+    def set_dry(self, int32_t[::1] dry_max, int32_t[::1] z, int32_t[::1] touched, brk_first, brk_next,
+                brk_off, brk_tail, brk_single):
+        """DRY's scratch: ``dry_max`` (n entries, all -1), ``z`` and ``touched`` (as long as
+        the longest window to be read), and the sequence breakers (None for none):
+        ``brk_first`` (n, int32: the first breaker headed by the token or -1), ``brk_next``
+        (the next breaker with the same head or -1), ``brk_off`` (int32 offsets of each
+        breaker's tail in ``brk_tail``, one more than breakers), ``brk_single`` (n, uint8:
+        the token alone is a breaker). edgelm.sampling builds and checks them."""
+        cdef int32_t[::1] first, nxt, off, tail
+        cdef unsigned char[::1] single
+        if dry_max.shape[0] < self.n or z.shape[0] != touched.shape[0] or z.shape[0] < 1:
+            raise ValueError("DRY scratch too small")
+        self._sc.dry_max = &dry_max[0]
+        self._sc.dry_z = &z[0]
+        self._sc.dry_touched = &touched[0]
+        self._dry_room = z.shape[0]
+        if brk_first is None:
+            self._sc.brk_first = NULL
+            self._sc.brk_single = NULL
+            self._keep = (dry_max, z, touched)
+            return
+        first, nxt, off, tail, single = brk_first, brk_next, brk_off, brk_tail, brk_single
+        if (first.shape[0] < self.n or single.shape[0] < self.n or off.shape[0] != nxt.shape[0] + 1
+                or nxt.shape[0] < 1 or tail.shape[0] < 1):
+            raise ValueError("bad breaker arrays")
+        self._sc.brk_first = &first[0]
+        self._sc.brk_next = &nxt[0]
+        self._sc.brk_off = &off[0]
+        self._sc.brk_tail = &tail[0]
+        self._sc.brk_single = &single[0]
+        self._keep = (dry_max, z, touched, brk_first, brk_next, brk_off, brk_tail, brk_single)
+
+    @property
+    def chain(self):
+        return self._cfg.n_steps > 0
 
     def reseed(self, uint64_t seed):
         self._state = seed
@@ -474,17 +573,36 @@ cdef class SamplerCore:
         self.out_offset = 256 if delta < 512 or delta > 4096 - 512 else 0
         return base + self.out_offset
 
+    cdef inline bint _dry_short(self, Py_ssize_t n_prev) noexcept nogil:
+        """The chain's DRY step would read a longer window than its scratch holds."""
+        cdef Py_ssize_t i
+        if self._cfg.dry_multiplier == 0.0:
+            return False
+        for i in range(self._cfg.n_steps):
+            if self._cfg.steps[i] == STEP_DRY:
+                return n_prev - window_start(n_prev, self._cfg.dry_last_n) > self._dry_room
+        return False
+
     cdef Py_ssize_t _process(self, const float[::1] logits, const int64_t[::1] prev, bint fill) noexcept:
-        cdef Py_ssize_t rc
-        cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
+        cdef Py_ssize_t rc, start, n_prev = prev.shape[0]
+        cdef const int64_t* prev_ptr = &prev[0] if n_prev > 0 else NULL
         cdef const float* src
         if logits.shape[0] != self.n:
             return ERR_SHAPE
+        if self._cfg.n_steps > 0:
+            if self._dry_short(n_prev):
+                return ERR_DRY_ROOM
+            with nogil:
+                src = self._source(&logits[0])
+                rc = chain_process(src, self._out_for(src), self.n, prev_ptr, n_prev, &self._cfg, &self._sc, fill)
+            self.n_cand = rc if rc > 0 else 0
+            return rc
+        start = window_start(n_prev, self._cfg.penalty_last_n)  # the penalties' window
         with nogil:
             src = self._source(&logits[0])
-            rc = process_logits(src, self._out_for(src), self.n, prev_ptr, prev.shape[0],
-                                &self._counts[0], &self._cfg, &self._heap[0], &self._probs[0], &self._cand[0],
-                                &self._bmax[0], fill)
+            rc = process_logits(src, self._out_for(src), self.n, prev_ptr + start if n_prev > 0 else NULL,
+                                n_prev - start, &self._counts[0], &self._cfg, &self._heap[0], &self._probs[0],
+                                &self._cand[0], &self._bmax[0], fill)
         self.n_cand = rc if rc > 0 else 0
         return rc
 
@@ -506,21 +624,35 @@ cdef class SamplerCore:
 
     def sample(self, const float[::1] logits, const int64_t[::1] prev):
         """The next token: argmax after the penalties when the temperature is 0 (no warpers,
-        as transformers' greedy decoding), else a draw. The logits are read in place."""
+        as transformers' greedy decoding; in a chain, the most likely survivor of its
+        steps), else a draw. The logits are read in place."""
         cdef int64_t tok
-        cdef Py_ssize_t rc
+        cdef Py_ssize_t rc, start, n_prev = prev.shape[0], i
         cdef const float* src
-        cdef const int64_t* prev_ptr = &prev[0] if prev.shape[0] > 0 else NULL
+        cdef const float* o
+        cdef const int64_t* prev_ptr = &prev[0] if n_prev > 0 else NULL
+        cdef float m
         if logits.shape[0] != self.n:
             return ERR_SHAPE
-        if self._cfg.temperature == 0.0:
+        if self._cfg.temperature == 0.0 and self._cfg.n_steps == 0:
+            start = window_start(n_prev, self._cfg.penalty_last_n)
             with nogil:
                 src = self._source(&logits[0])
-                tok = greedy_token(src, self._out_for(src), self.n, prev_ptr, prev.shape[0],
-                                   &self._counts[0], &self._cfg, &self._heap[0], &self._probs[0], &self._cand[0],
-                                   &self._bmax[0])
+                tok = greedy_token(src, self._out_for(src), self.n, prev_ptr + start if n_prev > 0 else NULL,
+                                   n_prev - start, &self._counts[0], &self._cfg, &self._heap[0], &self._probs[0],
+                                   &self._cand[0], &self._bmax[0])
             return tok
         rc = self._process(logits, prev, False)
         if rc < 0:
             return rc
+        if self._cfg.temperature == 0.0:  # a chain's greedy decoding
+            if rc > 0:
+                return argmax_candidates(&self._cand[0], rc)
+            o = &self._out_buf[self.out_offset]
+            with nogil:
+                m = edgelm_max(o, self.n)
+                i = 0
+                while o[i] != m:
+                    i += 1
+            return i
         return self.draw_processed()

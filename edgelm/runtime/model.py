@@ -8,6 +8,7 @@ kernels are needed.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 from ..errors import RuntimeLoadError
 from ..grammar import Constraint, GrammarError, Matcher, TokenizerGrammars
 from ..manifest import Manifest, confined_file, read_manifest, verify_files
-from ..sampling import Sampler, SamplingParams
+from ..sampling import Sampler, SamplingParams, breaker_sequences
 from . import ortops
 from .chat import load_chat_template, render_chat
 from .lookup import DraftLength, NgramIndex
@@ -54,6 +55,21 @@ class Model:
         self._cached_ids: list[int] = []  # the tokens whose keys and values the cache holds
         self.reused_tokens = 0  # prompt tokens the last generate() took from the cache
         self.lookup_stats = DraftLength()  # the last generate()'s verification passes
+        self._breakers: dict[tuple[Any, ...], tuple[tuple[int, ...], ...]] = {}  # DRY's, by their strings
+
+    def resolve_sampling(self, params: SamplingParams) -> SamplingParams:
+        """``params`` with DRY's string breakers turned into this tokenizer's token
+        sequences (llama.cpp's way: :func:`edgelm.sampling.breaker_sequences`), computed once
+        per set of strings."""
+        breakers = params.dry_sequence_breakers
+        if not (params.chain and "dry" in params.chain and params.dry_multiplier != 0.0
+                and any(isinstance(b, str) for b in breakers)):
+            return params
+        seqs = self._breakers.get(breakers)
+        if seqs is None:
+            seqs = self._breakers[breakers] = breaker_sequences(self.tokenizer, breakers,
+                                                                self.manifest.architecture.vocab_size)
+        return dataclasses.replace(params, dry_sequence_breakers=seqs)
 
     @property
     def context(self) -> int:
@@ -238,6 +254,7 @@ class Model:
                      lookup: bool, matcher: Matcher | None = None) -> Iterator[int]:
         """_tokens' loop; with ``matcher``, its mask is refilled before each token is sampled
         (the caller consumes each token it is given before asking for the next)."""
+        params = self.resolve_sampling(params)
         self.sampler.params = params
         self.sampler.reseed(params.seed)
         history = np.empty(len(ids) + budget, np.int64)
@@ -314,6 +331,7 @@ class Model:
         ``params.seed + i``. A finished sample leaves the batch; when the generator ends
         (or is closed) the session is back to one sequence holding the prompt. With
         ``constraint`` each sample has its own matcher, and ends when its grammar is complete."""
+        params = self.resolve_sampling(params)
         samplers = [Sampler(self.manifest.architecture.vocab_size, params) for _ in range(n)]
         matchers = [self.grammars.compile(constraint).matcher() for _ in range(n)] if constraint else []
         for i, sampler in enumerate(samplers):

@@ -496,8 +496,9 @@ cdef int _step_temperature(ChainState* st, ChainScratch* sc, double temperature)
 
 
 cdef Py_ssize_t chain_process(const float* src, float* out, Py_ssize_t n, const int64_t* prev, Py_ssize_t n_prev,
-                              SamplingConfig* cfg, ChainScratch* sc, bint fill) noexcept nogil:
-    """Run the chain: ``src`` -> ``out``. Returns the number of survivors listed in
+                              SamplingConfig* cfg, ChainScratch* sc, bint fill, const uint32_t* mask) noexcept nogil:
+    """Run the chain: ``src`` -> ``out``, the tokens ``mask`` (a bitset, or NULL) leaves out
+    at -inf first. Returns the number of survivors listed in
     ``cand`` (> 0), 0 when the whole vocabulary is still in play in ``out``, or an error.
     With ``fill`` every token out of play is -inf in ``out``; without it only the list is
     meaningful once there is one."""
@@ -514,7 +515,11 @@ cdef Py_ssize_t chain_process(const float* src, float* out, Py_ssize_t n, const 
     for i in range(lo, n_prev):
         if prev[i] < 0 or prev[i] >= n:
             return ERR_TOKEN_RANGE
-    if edgelm_copy_bmax(src, out, n, sc.bmax):
+    if mask != NULL:
+        edgelm_apply_mask(src, out, n, mask)
+        if edgelm_bmax(out, n, sc.bmax):
+            return ERR_NAN
+    elif edgelm_copy_bmax(src, out, n, sc.bmax):
         return ERR_NAN
     m = edgelm_max(sc.bmax, nb)
     if m == INFINITY:

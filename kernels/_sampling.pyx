@@ -13,7 +13,8 @@ from libc.math cimport INFINITY, isfinite, log
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from _blocks cimport (EDGELM_BLOCK, block_end, edgelm_bmax, edgelm_collect_ge, edgelm_copy_bmax,
+from _blocks cimport (EDGELM_BLOCK, block_end, edgelm_apply_mask, edgelm_bmax, edgelm_collect_ge,
+                      edgelm_copy_bmax,
                       edgelm_exp_buckets, edgelm_exp_nonpos, edgelm_exp_nonpos_lanes, edgelm_filter_below,
                       edgelm_max)
 from _heap cimport kth_largest, kth_largest_bmax
@@ -349,26 +350,6 @@ cdef int64_t draw(const float* logits, Py_ssize_t n, uint64_t* state) noexcept n
     return last  # rounding left u at the very top: the last kept token
 
 
-cdef void apply_mask(const float* src, float* dst, Py_ssize_t n, const uint32_t* words) noexcept nogil:
-    """``dst = src`` where the token's bit is set in ``words`` (bit i % 32 of word i / 32, as
-    llguidance writes its bitsets), -inf elsewhere. Whole words at a time where the grammar
-    allows all or none of 32 tokens, which is most of them."""
-    cdef Py_ssize_t w, i, base, end, nw = (n + 31) // 32
-    cdef uint32_t bits
-    for w in range(nw):
-        base = w * 32
-        end = base + 32 if base + 32 <= n else n
-        bits = words[w]
-        if bits == 0:
-            for i in range(base, end):
-                dst[i] = -INFINITY
-        elif bits == <uint32_t>0xFFFFFFFFU:
-            memcpy(dst + base, src + base, (end - base) * sizeof(float))
-        else:
-            for i in range(base, end):
-                dst[i] = src[i] if (bits >> (i - base)) & 1 else -INFINITY
-
-
 include "_chain.pxi"
 
 
@@ -558,7 +539,7 @@ cdef class SamplerCore:
     cdef inline const float* _source(self, const float* logits) noexcept nogil:
         if not self._masking:
             return logits
-        apply_mask(logits, &self._masked[0], self.n, <const uint32_t*>&self._mask_words[0])
+        edgelm_apply_mask(logits, &self._masked[0], self.n, <const uint32_t*>&self._mask_words[0])
         return &self._masked[0]
 
     def uniform(self):
@@ -592,9 +573,10 @@ cdef class SamplerCore:
         if self._cfg.n_steps > 0:
             if self._dry_short(n_prev):
                 return ERR_DRY_ROOM
-            with nogil:
-                src = self._source(&logits[0])
-                rc = chain_process(src, self._out_for(src), self.n, prev_ptr, n_prev, &self._cfg, &self._sc, fill)
+            with nogil:  # the chain masks straight into its output (one pass fewer)
+                rc = chain_process(&logits[0], self._out_for(&logits[0]), self.n, prev_ptr, n_prev, &self._cfg,
+                                   &self._sc, fill,
+                                   <const uint32_t*>&self._mask_words[0] if self._masking else NULL)
             self.n_cand = rc if rc > 0 else 0
             return rc
         start = window_start(n_prev, self._cfg.penalty_last_n)  # the penalties' window

@@ -181,4 +181,35 @@ static inline void edgelm_exp_nonpos_lanes(const float* restrict x, float* restr
     }
 }
 
+/* dst = src where the token's bit is set in words (bit i % 32 of word i / 32, llguidance's
+   bitset), -inf elsewhere. A word of all ones is copied and one of all zeros filled; a
+   mixed word goes four tokens at a time, each nibble of its bits picking lanes through a
+   16-entry table of lane masks. */
+static inline void edgelm_apply_mask(const float* restrict src, float* restrict dst, Py_ssize_t n,
+                                     const uint32_t* restrict words) {
+    static const int32_t lanes[16][4] = {
+        {0, 0, 0, 0}, {-1, 0, 0, 0}, {0, -1, 0, 0}, {-1, -1, 0, 0}, {0, 0, -1, 0}, {-1, 0, -1, 0},
+        {0, -1, -1, 0}, {-1, -1, -1, 0}, {0, 0, 0, -1}, {-1, 0, 0, -1}, {0, -1, 0, -1}, {-1, -1, 0, -1},
+        {0, 0, -1, -1}, {-1, 0, -1, -1}, {0, -1, -1, -1}, {-1, -1, -1, -1}};
+    const edgelm_v4f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    Py_ssize_t w, full = n / 32, i;
+    for (w = 0; w < full; w++) {
+        const uint32_t bits = words[w];
+        const float* s = src + 32 * w;
+        float* d = dst + 32 * w;
+        if (bits == 0xFFFFFFFFu) {
+            memcpy(d, s, 32 * sizeof(float));
+        } else if (bits == 0) {
+            for (i = 0; i < 32; i += 4) edgelm_store4(d + i, ninf);
+        } else {
+            for (i = 0; i < 32; i += 4) {
+                edgelm_v4i m;
+                memcpy(&m, lanes[(bits >> i) & 15u], sizeof m);
+                edgelm_store4(d + i, edgelm_sel4(m, edgelm_load4(s + i), ninf));
+            }
+        }
+    }
+    for (i = 32 * full; i < n; i++) dst[i] = (words[i / 32] >> (i % 32)) & 1u ? src[i] : -INFINITY;
+}
+
 #endif

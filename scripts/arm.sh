@@ -160,7 +160,7 @@ say "pytest under qemu-aarch64 -cpu $QEMU_CPU"
 EDGELM_FUZZ_VECTORS=3000 EDGELM_EXP_STRIDE=997 "$PYWRAP" -m pytest -q -p no:cacheprovider \
     tests/runtime/test_ortops.py tests/runtime/test_ortops_hostile.py tests/runtime/test_attention_op.py \
     tests/runtime/test_chat_sandbox.py tests/test_sampling_fuzz.py tests/bench/test_store.py tests/test_exp.py \
-    tests/test_token_mask.py
+    tests/test_token_mask.py tests/test_sampling_chain.py
 # One real generation: SmolLM2-135M int4 (exported on this x86 host: export needs torch)
 # answering through the chat template, greedy, on the emulated Arm CPU.
 MODEL="$CACHE/smollm2-135m-int4"

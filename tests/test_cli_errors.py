@@ -54,6 +54,12 @@ GEN = ("generate", "-p", "hi", "--threads", "1")
     (["--context", str(10**12)], "--context"),
     (["--repetition-penalty", "1e-300"], "repetition_penalty"),
     (["--seed", "-1"], "--seed"),
+    (["--samplers", "top_k;warp"], "unknown sampler 'warp'"),
+    (["--samplers", "top_k", "--top-p", "0.9"], "top_p (step 'top_p')"),
+    (["--typical-p", "0"], "typical_p"),
+    (["--dry-base", "0.5"], "dry_base"),
+    (["--dry-penalty-last-n", "-2"], "--dry-penalty-last-n"),
+    (["--xtc-probability", "inf"], "--xtc-probability"),
 ])
 def test_absurd_flags_are_one_line(folder: Path, flags: list[str], word: str) -> None:
     args = list(GEN) + [str(folder)] + flags

@@ -167,3 +167,38 @@ def test_step_results_can_be_kept(tiny_fp32: Path) -> None:
     view = s.step([8], copy=False)
     with pytest.raises(ValueError):
         view[0] = 0.0
+
+
+def test_dry_keeps_greedy_output_from_repeating(tiny_fp32: Path) -> None:
+    """With a DRY multiplier too large to pay, greedy decoding never emits a token that
+    extends a repeat of more than ``dry_allowed_length`` tokens of its context (a random
+    tiny model otherwise loops), and the string breakers are tokenized by the folder's
+    tokenizer (llama.cpp's defaults)."""
+    from edgelm.sampling import SamplingParams
+
+    model = edgelm.load(tiny_fp32, threads=1, context=256)
+    model.eos_ids = frozenset()
+    ids = model.encode("hello edge hello edge")
+    plain = model.encode(model.generate("hello edge hello edge", max_new_tokens=60))
+
+    def longest_repeat(seq: list[int], start: int) -> int:
+        """The longest run ending at a position >= start that also ends earlier."""
+        best = 0
+        for j in range(start, len(seq)):
+            for i in range(j):
+                n = 0
+                while n <= i and seq[i - n] == seq[j - n]:
+                    n += 1
+                best = max(best, n)
+        return best
+
+    assert longest_repeat(ids + plain, len(ids)) > 3  # without DRY it loops
+    params = SamplingParams(temperature=0.0, dry_multiplier=1e6, dry_allowed_length=2, dry_sequence_breakers=())
+    toks = list(model._tokens(ids, 60, params, frozenset(), lookup=False))
+    assert longest_repeat(ids + toks, len(ids)) <= 3  # a repeat of 2 may be extended once: 3
+    resolved = model.resolve_sampling(SamplingParams(dry_multiplier=0.8))
+    assert resolved.dry_sequence_breakers and all(isinstance(b, tuple) for b in resolved.dry_sequence_breakers)
+    newline = model.tokenizer.encode("\n", add_special_tokens=False).ids
+    assert tuple(newline[:1]) in resolved.dry_sequence_breakers
+    assert model.generate("hello", max_new_tokens=8, sampling=SamplingParams(dry_multiplier=0.8, seed=1,
+                                                                              temperature=0.7))

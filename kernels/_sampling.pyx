@@ -360,31 +360,6 @@ DEF ERR_SHAPE = -4
 DEF ERR_DRY_ROOM = -6  # the DRY scratch is shorter than the window: the wrapper grows it and calls again
 
 
-cdef inline SamplingConfig _config(double temperature, int64_t top_k, double top_p, double min_p,
-                                   double repetition_penalty, double frequency_penalty,
-                                   double presence_penalty) noexcept:
-    cdef SamplingConfig cfg
-    cfg.temperature = temperature
-    cfg.top_k = top_k
-    cfg.top_p = top_p
-    cfg.min_p = min_p
-    cfg.repetition_penalty = repetition_penalty
-    cfg.frequency_penalty = frequency_penalty
-    cfg.presence_penalty = presence_penalty
-    cfg.penalty_last_n = -1
-    cfg.n_steps = 0
-    cfg.min_keep = 0
-    cfg.typical_p = 1.0
-    cfg.top_n_sigma = 0.0
-    cfg.xtc_probability = 0.0
-    cfg.xtc_threshold = 0.1
-    cfg.dry_multiplier = 0.0
-    cfg.dry_base = 1.75
-    cfg.dry_allowed_length = 2
-    cfg.dry_last_n = -1
-    return cfg
-
-
 def exp_nonpos(const float[::1] x, float[::1] out, bint lanes):
     """``out = exp(x)`` by the kernels' libm-free exp (kernels/edgelm_exp.h), scalar or
     four lanes at a time: for the tests of its error bound and of the two agreeing."""
@@ -437,7 +412,7 @@ cdef class SamplerCore:
         self.n = n
         self._out_buf, self._counts, self._heap, self._probs, self._cand, self._bmax, self._cand2 = \
             out_buf, counts, heap, probs, cand, bmax, cand2
-        self._cfg = _config(1.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0)
+        self.configure(1.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0)
         self._sc.counts = &counts[0]
         self._sc.heap = &heap[0]
         self._sc.probs = &probs[0]
@@ -463,26 +438,22 @@ cdef class SamplerCore:
                   int64_t dry_last_n=-1):
         """The parameters (edgelm.sampling validates them). ``steps`` (codes 1-9 of
         _typedefs.pxd) selects the llama.cpp chain; empty, the transformers pipeline runs."""
-        cdef SamplingConfig cfg = _config(temperature, top_k, top_p, min_p, repetition_penalty,
-                                          frequency_penalty, presence_penalty)
+        cdef SamplingConfig cfg
         cdef Py_ssize_t i
         if len(steps) > MAX_STEPS or any(not STEP_PENALTIES <= s <= STEP_TEMPERATURE for s in steps):
             raise ValueError("bad sampler steps")
         if STEP_DRY in steps and dry_multiplier != 0.0 and self._sc.dry_max == NULL:
             raise ValueError("DRY needs its scratch: call set_dry first")
-        cfg.penalty_last_n = penalty_last_n
+        cfg.temperature, cfg.top_k, cfg.top_p, cfg.min_p = temperature, top_k, top_p, min_p
+        cfg.repetition_penalty, cfg.frequency_penalty = repetition_penalty, frequency_penalty
+        cfg.presence_penalty, cfg.penalty_last_n = presence_penalty, penalty_last_n
         cfg.n_steps = len(steps)
         for i in range(cfg.n_steps):
             cfg.steps[i] = steps[i]
-        cfg.min_keep = min_keep
-        cfg.typical_p = typical_p
-        cfg.top_n_sigma = top_n_sigma
-        cfg.xtc_probability = xtc_probability
-        cfg.xtc_threshold = xtc_threshold
-        cfg.dry_multiplier = dry_multiplier
-        cfg.dry_base = dry_base
-        cfg.dry_allowed_length = dry_allowed_length
-        cfg.dry_last_n = dry_last_n
+        cfg.min_keep, cfg.typical_p, cfg.top_n_sigma = min_keep, typical_p, top_n_sigma
+        cfg.xtc_probability, cfg.xtc_threshold = xtc_probability, xtc_threshold
+        cfg.dry_multiplier, cfg.dry_base = dry_multiplier, dry_base
+        cfg.dry_allowed_length, cfg.dry_last_n = dry_allowed_length, dry_last_n
         self._cfg = cfg
 
     def set_dry(self, int32_t[::1] dry_max, int32_t[::1] z, int32_t[::1] touched, brk_first, brk_next,

@@ -375,6 +375,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     model = args.model or args.preset
     records = ResultsStore(args.store).read() if model else []
+    if args.route:
+        return _cmd_route(args, model, records)
+    if args.tokens_per_day is None:
+        raise EdgeLMError("plan needs --tokens-per-day (or --route with a workload)")
     if args.sweep or args.largest:
         from pathlib import Path
 
@@ -424,6 +428,39 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                   battery_target_percent=args.battery_target, store_records=records,
                   samples_per_request=args.samples_per_request)
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_plan(result))
+    return 0
+
+
+def _cmd_route(args: argparse.Namespace, model: str | None, records: list[Any]) -> int:
+    from pathlib import Path
+
+    from .plan.planner import PlanError
+    from .plan.route import RequestClass, format_route, get_radio, plot_route, read_workload, route
+
+    if args.sweep or args.largest or args.tokens_per_day is not None:
+        raise PlanError("--route takes a workload (--workload FILE or --requests-per-day), not --tokens-per-day, "
+                        "--sweep or --largest")
+    if (args.workload is None) == (args.requests_per_day is None):
+        raise PlanError("--route needs one of --workload FILE or --requests-per-day N")
+    if args.workload is not None:
+        workload = read_workload(args.workload)
+    else:
+        workload = [RequestClass("requests", args.tokens_in, args.tokens_out, args.requests_per_day,
+                                 args.cloud_share)]
+    res = route(args.device, workload, radio=args.radio, cloud=args.cloud, model=model, params=args.params,
+                quant=args.quant, context=args.context, app_dram_share=args.app_dram_share,
+                battery_target_percent=args.battery_target, latency_target_s=args.latency_target,
+                samples_per_request=args.samples_per_request, store_records=records)
+    files: list[Path] = []
+    if args.plot:
+        radios = [res.radio] + [get_radio(r) for r in ("wifi", "lte", "5g-nr") if r != res.radio.id]
+        files = plot_route(res, radios, Path(args.plot))
+    if args.json:
+        print(json.dumps({**res.to_dict(), "figures": [str(f) for f in files]}, indent=2))
+    else:
+        print(format_route(res))
+        if files:
+            print("figures: " + ", ".join(str(f) for f in files))
     return 0
 
 
@@ -577,9 +614,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", metavar="NAME")
     g.add_argument("--params", metavar="N", help="a model size, e.g. 350M or 7B")
     p.add_argument("--quant", choices=["fp32", "int8", "int4"], default=None)
-    p.add_argument("--tokens-per-day", type=_finite, required=True)
+    p.add_argument("--tokens-per-day", type=_finite, default=None, help="generated tokens a day (not with --route)")
     p.add_argument("--context", type=_int_in(1, 1 << 22), default=2048)
     p.add_argument("--app-dram-share", type=_finite, default=0.10)
+    r = p.add_argument_group("--route: what runs here, what goes to a cloud model, and what the radio costs")
+    r.add_argument("--route", action="store_true",
+                   help="all on the device, all to the cloud and the given split: battery, latency, cloud cost")
+    r.add_argument("--workload", metavar="FILE", default=None,
+                   help="[[request]] tables of name, tokens_in, tokens_out, per_day, cloud_share")
+    r.add_argument("--requests-per-day", type=_finite, default=None, help="one request class (without --workload)")
+    r.add_argument("--tokens-in", type=_int_in(0, 1 << 22), default=400)
+    r.add_argument("--tokens-out", type=_int_in(1, 1 << 22), default=150)
+    r.add_argument("--cloud-share", type=_finite, default=0.0, help="share of the requests sent to the cloud")
+    r.add_argument("--radio", default="lte", help="a profile of profiles/radios (wifi, lte, 5g-nr) or a .toml")
+    r.add_argument("--cloud", default="hosted-large", help="a profile of profiles/cloud or a .toml")
+    r.add_argument("--latency-target", type=_finite, default=5.0, metavar="S",
+                   help="mean time to the whole reply the app accepts (default 5 s)")
+    r.add_argument("--plot", metavar="STEM", default=None,
+                   help="write battery and latency against the share sent, one line per radio (STEM.png, .svg)")
     p.add_argument("--battery-target", type=_finite, default=10.0, metavar="PERCENT",
                    help="battery a day the app may use (default 10%%)")
     p.add_argument("--samples-per-request", type=_int_in(1, 64), default=1, metavar="N",

@@ -155,24 +155,7 @@ def load_profile(path: Path | str) -> DeviceProfile:
     sources = data.get("sources", {})
     if not isinstance(sources, dict):
         raise fail("sources", "must be a table of field = source")
-    values: dict[str, float | None] = {}
-    for name, (dim, required) in _FIELDS.items():
-        raw = _get(data, name)
-        if raw is None:
-            if required:
-                raise fail(name, "missing")
-            values[name] = None
-            continue
-        try:
-            v = parse_quantity(raw, dim)
-        except UnitError as e:
-            raise fail(name, str(e)) from e
-        lo, hi = _RANGES[name]
-        if not (math.isfinite(v) and lo <= v <= hi):
-            raise fail(name, f"must lie in [{lo:g}, {hi:g}] (base units) for a real device, got {raw!r}")
-        if not isinstance(sources.get(name), str) or not sources[name].strip():
-            raise fail(name, "has no source: add it under [sources] (a URL, a document, or 'assumption: why')")
-        values[name] = v
+    values = read_sourced(data, _FIELDS, _RANGES, sources, fail, "device")
     if (values["battery.capacity"] is None) != (values["battery.nominal_voltage"] is None):
         raise fail("battery", "give both capacity and nominal_voltage, or neither")
     if data["kind"] == "phone" and values["battery.capacity"] is None:
@@ -197,6 +180,32 @@ def load_profile(path: Path | str) -> DeviceProfile:
         battery_mah=values["battery.capacity"], battery_voltage_v=values["battery.nominal_voltage"],
         path=where, big_cores=as_int("cpu.big_cores"), max_frequency_hz=values["cpu.max_frequency"],
         sources=dict(sources), notes=str(data.get("notes", "")))
+
+
+def read_sourced(data: dict[str, Any], fields: dict[str, tuple[str, bool]], ranges: dict[str, tuple[float, float]],
+                 sources: dict[str, Any], fail: Any, what: str) -> dict[str, float | None]:
+    """The numeric fields of a sourced profile: each parsed in its dimension's units,
+    inside its range, and with an entry in ``[sources]`` (a URL, a document or
+    "assumption: why"); ``fail(field, message)`` makes the error naming the field."""
+    values: dict[str, float | None] = {}
+    for name, (dim, required) in fields.items():
+        raw = _get(data, name)
+        if raw is None:
+            if required:
+                raise fail(name, "missing")
+            values[name] = None
+            continue
+        try:
+            v = parse_quantity(raw, dim)
+        except UnitError as e:
+            raise fail(name, str(e)) from e
+        lo, hi = ranges[name]
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise fail(name, f"must lie in [{lo:g}, {hi:g}] (base units) for a real {what}, got {raw!r}")
+        if not isinstance(sources.get(name), str) or not sources[name].strip():
+            raise fail(name, "has no source: add it under [sources] (a URL, a document, or 'assumption: why')")
+        values[name] = v
+    return values
 
 
 def list_profiles(folder: Path | None = None) -> list[DeviceProfile]:

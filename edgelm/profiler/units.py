@@ -23,6 +23,10 @@ UNITS: dict[str, dict[str, float]] = {
     "pj": {"pJ": 1, "fJ": 1e-3, "nJ": 1e3},
     "hz": {"Hz": 1, "MHz": 1e6, "GHz": 1e9},
     "ratio": {"": 1, "%": 0.01},
+    "seconds": {"s": 1, "ms": 1e-3},
+    "bits_per_s": {"bit/s": 1, "kbit/s": 1e3, "Mbit/s": 1e6, "Mbps": 1e6, "Gbit/s": 1e9, "Gbps": 1e9},
+    "watts_per_mbps": {"W/Mbps": 1, "mW/Mbps": 1e-3},
+    "usd": {"": 1, "USD": 1},
     "count": {"": 1},
 }
 

@@ -154,10 +154,11 @@ for spec in "cortex-a72:neon" "cortex-a76:dotprod" "max:i8mm"; do
 done
 # The kernels at every level (the operator tests run each in a child with EDGELM_ORTOPS_ISA,
 # and hold NEON and dotprod to the portable path bit for bit), the sampling kernels' fuzz,
-# the shared exp (its bound, and NEON lanes = scalar bits), the chat sandbox and the store;
+# the shared exp (its bound, and NEON lanes = scalar bits), llama.cpp's sampler cases (fewer property
+# examples than natively), the chat sandbox and the store;
 # torch-based tests stay on x86 (no torch on a device).
 say "pytest under qemu-aarch64 -cpu $QEMU_CPU"
-EDGELM_FUZZ_VECTORS=3000 EDGELM_EXP_STRIDE=997 "$PYWRAP" -m pytest -q -p no:cacheprovider \
+EDGELM_FUZZ_VECTORS=3000 EDGELM_EXP_STRIDE=997 EDGELM_CHAIN_EXAMPLES=60 "$PYWRAP" -m pytest -q -p no:cacheprovider \
     tests/runtime/test_ortops.py tests/runtime/test_ortops_hostile.py tests/runtime/test_attention_op.py \
     tests/runtime/test_chat_sandbox.py tests/test_sampling_fuzz.py tests/bench/test_store.py tests/test_exp.py \
     tests/test_token_mask.py tests/test_sampling_chain.py

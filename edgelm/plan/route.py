@@ -26,7 +26,7 @@ from typing import Any
 import tomllib
 
 from ..errors import ProfileError
-from ..profiler.devices import DeviceProfile, get_profile, profiles_dir, read_sourced
+from ..profiler.devices import DeviceProfile, get_profile, profiles_dir, read_profile_toml, read_sourced
 from .planner import PlanError, PlanResult, plan
 
 __all__ = ["RadioProfile", "CloudProfile", "RequestClass", "RouteResult", "route", "load_radio", "load_cloud",
@@ -65,28 +65,20 @@ _CLOUD_RANGES = {
 }
 
 
-def _read_toml(path: Path, what: str) -> tuple[dict[str, Any], Any]:
-    where = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfileError(f"{where}: no such {what} profile file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{where}: unreadable ({e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{where}: not valid TOML ({e})") from None
-
-    def fail(name: str, msg: str) -> ProfileError:
-        return ProfileError(f"{where}: field {name}: {msg}")
-
+def _read(path: Path | str, what: str, fields: dict[str, tuple[str, bool]],
+          ranges: dict[str, tuple[float, float]]) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
+    """A radio or cloud profile: its TOML, its numbers (sourced, in range) and its sources."""
+    data, fail = read_profile_toml(Path(path), what)
     if data.get("schema_version") != 1:
         raise fail("schema_version", f"must be 1, got {data.get('schema_version')!r}")
     for key in ("id", "name"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise fail(key, "missing (a non-empty string)")
-    if not isinstance(data.get("sources", {}), dict):
+    sources = data.get("sources", {})
+    if not isinstance(sources, dict):
         raise fail("sources", "must be a table of field = source")
-    return data, fail
+    values = read_sourced(data, fields, ranges, sources, fail, what)
+    return data, {k: float(v) for k, v in values.items() if v is not None}, dict(sources)
 
 
 @dataclass(frozen=True)
@@ -137,25 +129,19 @@ class CloudProfile:
 
 
 def load_radio(path: Path | str) -> RadioProfile:
-    data, fail = _read_toml(Path(path), "radio")
-    sources = data.get("sources", {})
-    v = read_sourced(data, _RADIO_FIELDS, _RADIO_RANGES, sources, fail, "radio")
-    f = {k: float(x) for k, x in v.items() if x is not None}
+    data, f, sources = _read(path, "radio", _RADIO_FIELDS, _RADIO_RANGES)
     return RadioProfile(data["id"], data["name"], f["transfer.uplink_power"], f["transfer.downlink_power"],
                         f["transfer.base_power"], f["transfer.uplink_throughput"], f["transfer.downlink_throughput"],
                         f["promotion.time"], f["promotion.power"], f["tail.time"], f["tail.power"],
-                        f["latency.round_trip"], str(path), dict(sources))
+                        f["latency.round_trip"], str(path), sources)
 
 
 def load_cloud(path: Path | str) -> CloudProfile:
-    data, fail = _read_toml(Path(path), "cloud")
-    sources = data.get("sources", {})
-    v = read_sourced(data, _CLOUD_FIELDS, _CLOUD_RANGES, sources, fail, "cloud endpoint")
-    f = {k: float(x) for k, x in v.items() if x is not None}
+    data, f, sources = _read(path, "cloud endpoint", _CLOUD_FIELDS, _CLOUD_RANGES)
     return CloudProfile(data["id"], data["name"], f["service.time_to_first_token"], f["service.tokens_per_s"],
                         f["service.price_input"], f["service.price_output"], f["wire.request_overhead"],
                         f["wire.bytes_per_input_token"], f["wire.response_overhead"], f["wire.bytes_per_output_token"],
-                        str(path), dict(sources))
+                        str(path), sources)
 
 
 def _get(kind: str, id_or_path: str, loader: Any) -> Any:

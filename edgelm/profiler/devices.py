@@ -127,21 +127,30 @@ def _get(data: dict[str, Any], path: str) -> Any:
     return cur
 
 
-def load_profile(path: Path | str) -> DeviceProfile:
-    path = Path(path)
+def read_profile_toml(path: Path, what: str = "") -> tuple[dict[str, Any], Any]:
+    """A profile file's TOML and its ``fail(field, message)``: every error one line naming
+    the file (and the field)."""
     where = str(path)
+    kind = f"{what} " if what else ""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ProfileError(f"{where}: no such profile file") from e
+    except FileNotFoundError:
+        raise ProfileError(f"{where}: no such {kind}profile file") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{where}: unreadable ({e})") from e
+        raise ProfileError(f"{where}: unreadable ({e})") from None
     except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{where}: not valid TOML ({e})") from e
+        raise ProfileError(f"{where}: not valid TOML ({e})") from None
 
     def fail(field_name: str, msg: str) -> ProfileError:
         return ProfileError(f"{where}: field {field_name}: {msg}")
 
+    return data, fail
+
+
+def load_profile(path: Path | str) -> DeviceProfile:
+    path = Path(path)
+    where = str(path)
+    data, fail = read_profile_toml(path)
     if data.get("schema_version") != SCHEMA_VERSION:
         raise fail("schema_version", f"must be {SCHEMA_VERSION}, got {data.get('schema_version')!r}")
     for key in ("id", "name", "kind", "os", "soc"):

@@ -445,6 +445,25 @@ cdef void _step_xtc(ChainState* st, ChainScratch* sc, SamplingConfig* cfg) noexc
         st.n_cand -= pos_last
 
 
+cdef inline Py_ssize_t best_candidate(const Candidate* cand, Py_ssize_t n_cand) noexcept nogil:
+    """Where the most likely listed token is, the lower id among equal ones."""
+    cdef Py_ssize_t i, best = 0
+    for i in range(1, n_cand):
+        if cand[i].value > cand[best].value or (cand[i].value == cand[best].value
+                                                 and cand[i].index < cand[best].index):
+            best = i
+    return best
+
+
+cdef inline Py_ssize_t first_argmax(const float* x, Py_ssize_t n) noexcept nogil:
+    """numpy's argmax: the first of the largest values."""
+    cdef Py_ssize_t i, best = 0
+    for i in range(1, n):
+        if x[i] > x[best]:
+            best = i
+    return best
+
+
 cdef int _step_temperature(ChainState* st, ChainScratch* sc, double temperature) noexcept nogil:
     """Divide the logits by the temperature; at 0, keep only the most likely (the lower id
     among equal ones)."""
@@ -455,9 +474,7 @@ cdef int _step_temperature(ChainState* st, ChainScratch* sc, double temperature)
         return OK
     if temperature <= 0.0:
         if st.full:
-            for i in range(1, st.n):
-                if st.out[i] > st.out[best]:
-                    best = i
+            best = first_argmax(st.out, st.n)
             c.value = st.out[best]
             c.index = <int32_t>best
             if st.fill:
@@ -468,10 +485,7 @@ cdef int _step_temperature(ChainState* st, ChainScratch* sc, double temperature)
             st.n_cand = 1
             st.full = False
         else:
-            for i in range(1, st.n_cand):
-                if sc.cand[i].value > sc.cand[best].value or (sc.cand[i].value == sc.cand[best].value
-                                                               and sc.cand[i].index < sc.cand[best].index):
-                    best = i
+            best = best_candidate(sc.cand, st.n_cand)
             c = sc.cand[best]
             for i in range(st.n_cand):
                 if i != best:
@@ -561,13 +575,3 @@ cdef Py_ssize_t chain_process(const float* src, float* out, Py_ssize_t n, const 
             return ERR_ALL_INF
         return 0
     return st.n_cand
-
-
-cdef int64_t argmax_candidates(const Candidate* cand, Py_ssize_t n_cand) noexcept nogil:
-    """The most likely listed token, the lower id among equal ones."""
-    cdef Py_ssize_t i, best = 0
-    for i in range(1, n_cand):
-        if cand[i].value > cand[best].value or (cand[i].value == cand[best].value
-                                                 and cand[i].index < cand[best].index):
-            best = i
-    return cand[best].index

@@ -582,9 +582,7 @@ cdef class SamplerCore:
         cdef int64_t tok
         cdef Py_ssize_t rc, start, n_prev = prev.shape[0], i
         cdef const float* src
-        cdef const float* o
         cdef const int64_t* prev_ptr = &prev[0] if n_prev > 0 else NULL
-        cdef float m
         if logits.shape[0] != self.n:
             return ERR_SHAPE
         if self._cfg.temperature == 0.0 and self._cfg.n_steps == 0:
@@ -600,12 +598,8 @@ cdef class SamplerCore:
             return rc
         if self._cfg.temperature == 0.0:  # a chain's greedy decoding
             if rc > 0:
-                return argmax_candidates(&self._cand[0], rc)
-            o = &self._out_buf[self.out_offset]
+                return self._cand[best_candidate(&self._cand[0], rc)].index
             with nogil:
-                m = edgelm_max(o, self.n)
-                i = 0
-                while o[i] != m:
-                    i += 1
+                i = first_argmax(&self._out_buf[self.out_offset], self.n)
             return i
         return self.draw_processed()

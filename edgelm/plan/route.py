@@ -25,8 +25,7 @@ from typing import Any
 
 import tomllib
 
-from ..errors import ProfileError
-from ..profiler.devices import DeviceProfile, get_profile, profiles_dir, read_profile_toml, read_sourced
+from ..profiler.devices import DeviceProfile, find_profile, get_profile, profiles_dir, read_profile_toml, read_sourced
 from .planner import PlanError, PlanResult, plan
 
 __all__ = ["RadioProfile", "CloudProfile", "RequestClass", "RouteResult", "route", "load_radio", "load_cloud",
@@ -144,25 +143,13 @@ def load_cloud(path: Path | str) -> CloudProfile:
                         str(path), sources)
 
 
-def _get(kind: str, id_or_path: str, loader: Any) -> Any:
-    p = Path(id_or_path)
-    if p.suffix == ".toml" or p.exists():
-        return loader(p)
-    folder = profiles_dir() / kind
-    cand = folder / f"{id_or_path}.toml"
-    if cand.exists():
-        return loader(cand)
-    known = ", ".join(sorted(x.stem for x in folder.glob("*.toml")))
-    raise ProfileError(f"unknown {kind[:-1] if kind.endswith('s') else kind} {id_or_path!r} (known: {known}; "
-                       "or pass a profile .toml path)")
-
-
 def get_radio(id_or_path: str) -> RadioProfile:
-    return _get("radios", id_or_path, load_radio)  # type: ignore[no-any-return]
+    return find_profile(id_or_path, profiles_dir() / "radios", load_radio, "radio")  # type: ignore[no-any-return]
 
 
 def get_cloud(id_or_path: str) -> CloudProfile:
-    return _get("cloud", id_or_path, load_cloud)  # type: ignore[no-any-return]
+    return find_profile(id_or_path, profiles_dir() / "cloud", load_cloud,  # type: ignore[no-any-return]
+                        "cloud endpoint")
 
 
 @dataclass(frozen=True)

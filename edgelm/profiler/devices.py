@@ -222,14 +222,19 @@ def list_profiles(folder: Path | None = None) -> list[DeviceProfile]:
     return [load_profile(p) for p in sorted(Path(folder).glob("*.toml"))]
 
 
-def get_profile(id_or_path: str) -> DeviceProfile:
-    """A shipped profile by id, or a user's profile file by path."""
+def find_profile(id_or_path: str, folder: Path, load: Any, kind: str) -> Any:
+    """A shipped profile by id (``folder/ID.toml``) or a user's file by path, read by
+    ``load``; an unknown id is one line listing the known ones."""
     p = Path(id_or_path)
     if p.suffix == ".toml" or p.exists():
-        return load_profile(p)
-    folder = profiles_dir()
+        return load(p)
     candidate = folder / f"{id_or_path}.toml"
     if candidate.exists():
-        return load_profile(candidate)
+        return load(candidate)
     known = ", ".join(sorted(x.stem for x in folder.glob("*.toml")))
-    raise ProfileError(f"unknown device {id_or_path!r} (known: {known}; or pass a profile .toml path)")
+    raise ProfileError(f"unknown {kind} {id_or_path!r} (known: {known}; or pass a profile .toml path)")
+
+
+def get_profile(id_or_path: str) -> DeviceProfile:
+    """A shipped profile by id, or a user's profile file by path."""
+    return find_profile(id_or_path, profiles_dir(), load_profile, "device")  # type: ignore[no-any-return]
